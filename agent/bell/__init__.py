@@ -1,0 +1,1 @@
+"""bell package."""

@@ -1,0 +1,149 @@
+"""`pole-agent`: the technician's and operator's commands. Thin: the work is elsewhere.
+
+Each feature package registers its own sub-commands (``register(subparsers)``), listed in
+``COMMAND_MODULES``; this module only parses, dispatches and turns known errors into a
+clear paragraph with exit code 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+
+__all__ = ["EXIT_BAD_INPUT", "UserError", "main"]
+
+EXIT_BAD_INPUT = 2
+
+# Modules that add sub-commands: each has register(subparsers).
+COMMAND_MODULES = ("agent.cli",)
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class UserError(Exception):
+    """Bad input from a person: printed as one paragraph, exit code 2."""
+
+
+def _cmd_config_validate(args: argparse.Namespace) -> int:
+    from agent.config import load, load_profile_file
+
+    path = Path(args.file)
+    if args.profile_only or _looks_like_profile(path):
+        load_profile_file(path)
+        print(f"{path}: valid hardware profile")
+        return 0
+    cfg = load(path)
+    print(f"{path}: valid (device {cfg.device.id}, profile {cfg.profile or 'none'})")
+    return 0
+
+
+def _looks_like_profile(path: Path) -> bool:
+    return path.parent.name == "firmware_configs"
+
+
+def _cmd_config_show(args: argparse.Namespace) -> int:
+    import yaml
+
+    from agent.config import load, redacted
+
+    cfg = load(args.file)
+    data = redacted(cfg)
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), end="")
+    return 0
+
+
+def _cmd_config_schema(args: argparse.Namespace) -> int:
+    from agent.config import AgentConfig
+
+    print(json.dumps(AgentConfig.model_json_schema(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _cmd_assets_fetch(args: argparse.Namespace) -> int:
+    from agent import assets
+
+    names = args.names or list(assets.ASSETS)
+    for name in names:
+        if name not in assets.ASSETS:
+            raise UserError(f"no asset {name!r}; known: {', '.join(assets.ASSETS)}")
+        path = assets.fetch(name, force=args.force)
+        print(f"{name}: {path} (sha256 verified; licence {assets.ASSETS[name].licence})")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cfg = sub.add_parser("config", help="validate, show or describe configuration files")
+    csub = cfg.add_subparsers(dest="config_cmd", required=True, metavar="ACTION")
+    p = csub.add_parser("validate", help="check a site file (merged with its profile) or a profile")
+    p.add_argument("file", help="site file, or a profile in firmware_configs/")
+    p.add_argument("--profile-only", action="store_true", help="treat FILE as a hardware profile")
+    p.set_defaults(func=_cmd_config_validate)
+    p = csub.add_parser("show", help="print the effective merged config, secrets redacted")
+    p.add_argument("file", help="site file")
+    p.add_argument("--json", action="store_true", help="JSON instead of YAML")
+    p.set_defaults(func=_cmd_config_show)
+    p = csub.add_parser("schema", help="print the JSON Schema of a config file (for editors)")
+    p.set_defaults(func=_cmd_config_schema)
+
+    ast = sub.add_parser("assets", help="fetch the default model and the sample video")
+    asub = ast.add_subparsers(dest="assets_cmd", required=True, metavar="ACTION")
+    p = asub.add_parser("fetch", help="download into the cache and verify sha256")
+    p.add_argument("names", nargs="*", help="model, video (default: both)")
+    p.add_argument("--force", action="store_true", help="download again even if cached")
+    p.set_defaults(func=_cmd_assets_fetch)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pole-agent",
+        description="Edge agent for city-safety camera poles: emergency bell, "
+        "on-device detection, and a durable MQTT link to the control centre.",
+    )
+    parser.add_argument("--version", action="version", version=f"pole-agent {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from agent.assets import AssetError
+    from agent.config import ConfigError
+
+    errors: list[type[BaseException]] = [UserError, ConfigError, AssetError]
+    for mod, name in (("agent.detect.errors", "ModelError"), ("agent.video.errors", "SourceError")):
+        try:
+            errors.append(getattr(importlib.import_module(mod), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    func: Any = args.func
+    try:
+        return int(func(args))
+    except _known_errors() as exc:
+        print(f"pole-agent: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
