@@ -202,7 +202,7 @@ class Spool:
         if not rows:
             return 0
         self._db.execute(
-            f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(rows))})",  # noqa: S608
+            f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(rows))})",
             [r[0] for r in rows],
         )
         size = int(sum(r[1] for r in rows))
@@ -235,7 +235,7 @@ class Spool:
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, pri, topic, payload, retain FROM outbox"
-                f" WHERE id NOT IN ({skip}) AND (expires IS NULL OR expires > ?)"  # noqa: S608
+                f" WHERE id NOT IN ({skip}) AND (expires IS NULL OR expires > ?)"
                 " ORDER BY pri, id LIMIT ?",
                 (now, limit),
             ).fetchall()
@@ -255,10 +255,10 @@ class Spool:
             self._db.execute("PRAGMA synchronous=NORMAL")
             try:
                 found = self._db.execute(
-                    f"SELECT pri, LENGTH(payload) FROM outbox WHERE id IN ({marks})",  # noqa: S608
+                    f"SELECT pri, LENGTH(payload) FROM outbox WHERE id IN ({marks})",
                     rowids,
                 ).fetchall()
-                self._db.execute(f"DELETE FROM outbox WHERE id IN ({marks})", rowids)  # noqa: S608
+                self._db.execute(f"DELETE FROM outbox WHERE id IN ({marks})", rowids)
             finally:
                 self._db.execute("PRAGMA synchronous=FULL")
             for pri, size in found:
