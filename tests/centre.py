@@ -49,6 +49,7 @@ class Centre:
         if tls:
             self.client.tls_set(**tls)
         self._subscribed = threading.Event()
+        self.client.reconnect_delay_set(0.05, 0.5)  # follow broker restarts in tests quickly
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
