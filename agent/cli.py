@@ -23,7 +23,10 @@ __all__ = ["EXIT_BAD_INPUT", "UserError", "main"]
 EXIT_BAD_INPUT = 2
 
 # Modules that add sub-commands: each has register(subparsers).
-COMMAND_MODULES = ("agent.cli",)
+COMMAND_MODULES = (
+    "agent.cli",
+    "agent.mqtt.cli",
+)
 
 Handler = Callable[[argparse.Namespace], int]
 

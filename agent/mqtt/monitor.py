@@ -1,0 +1,240 @@
+"""`pole-agent monitor`: the centre's view of one pole or a whole site, in a terminal.
+
+Subscribes, validates every message against the contract, deduplicates by event id,
+reports gaps in ``seq`` per boot and devices going online/offline.  Technicians use it to
+see that a pole works; the tests and the demo use it too.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import ValidationError
+
+from agent.events import (
+    BellEvent,
+    CameraEvent,
+    CommandResultEvent,
+    HealthEvent,
+    ObjectEvent,
+    RuleEvent,
+    StateMessage,
+    StatusMessage,
+    decode_event,
+)
+
+__all__ = ["Monitor", "MonitorView", "connect_client"]
+
+DEDUP_WINDOW = 10_000
+
+
+@dataclass
+class MonitorView:
+    """Pure message handling (no network): feed (topic, payload), get lines to print."""
+
+    colour: bool = False
+    seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    last_seq: dict[tuple[str, str], int] = field(default_factory=dict)
+    online: dict[str, bool] = field(default_factory=dict)
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"events": 0, "duplicates": 0, "invalid": 0, "gaps": 0}
+    )
+
+    def _paint(self, text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.colour else text
+
+    def handle(self, topic: str, payload: bytes, retained: bool = False) -> list[str]:
+        parts = topic.split("/")
+        if len(parts) < 4:
+            return []
+        leaf = parts[3] if len(parts) > 3 else ""
+        dev = parts[2]
+        if leaf == "status":
+            return self._status(payload)
+        if leaf == "state":
+            return self._state(dev, parts[-1], payload)
+        if leaf == "snapshot":
+            return [f"{dev} snapshot for {parts[-1]}: {len(payload)} bytes JPEG"]
+        if leaf in {"event", "heartbeat", "cmd-result"}:
+            return self._event(topic, payload)
+        if leaf == "cmd":
+            return [f"{dev} command sent on {topic}"]
+        return []
+
+    def _status(self, payload: bytes) -> list[str]:
+        try:
+            msg = StatusMessage.model_validate_json(payload)
+        except ValidationError as exc:
+            self.counts["invalid"] += 1
+            return [self._paint(f"INVALID status: {_first_error(exc)}", "33")]
+        self.online[msg.dev] = msg.state == "online"
+        if msg.state == "online":
+            where = " ".join(x for x in (msg.pole, msg.place, msg.addr) if x)
+            return [self._paint(f"{msg.dev} ONLINE  v{msg.ver} boot {msg.boot} {where}", "32")]
+        return [self._paint(f"{msg.dev} OFFLINE ({msg.why}) boot {msg.boot}", "31")]
+
+    def _state(self, dev: str, name: str, payload: bytes) -> list[str]:
+        try:
+            msg = StateMessage.model_validate_json(payload)
+        except ValidationError as exc:
+            self.counts["invalid"] += 1
+            return [self._paint(f"INVALID state/{name}: {_first_error(exc)}", "33")]
+        return [f"{dev} state/{name} = {msg.state}"]
+
+    def _event(self, topic: str, payload: bytes) -> list[str]:
+        try:
+            event = decode_event(payload)
+        except ValidationError as exc:
+            self.counts["invalid"] += 1
+            return [self._paint(f"INVALID message on {topic}: {_first_error(exc)}", "33")]
+        if event.id in self.seen:
+            self.counts["duplicates"] += 1
+            return []
+        self.seen[event.id] = None
+        if len(self.seen) > DEDUP_WINDOW:
+            self.seen.popitem(last=False)
+        self.counts["events"] += 1
+        lines = []
+        key = (event.dev, event.boot)
+        last = self.last_seq.get(key)
+        if last is not None and event.seq > last + 1:
+            self.counts["gaps"] += 1
+            lines.append(
+                self._paint(f"{event.dev} GAP: seq {last + 1}..{event.seq - 1} missing", "33")
+            )
+        if last is None or event.seq > last:
+            self.last_seq[key] = event.seq
+        lines.append(self._describe(event))
+        return lines
+
+    def _describe(self, e: Any) -> str:
+        when = time.strftime("%H:%M:%S", time.localtime(e.ts / 1000))
+        late = f" (sent +{(e.st - e.ts) / 1000:.1f}s)" if e.st and e.st - e.ts > 2000 else ""
+        test = " [TEST]" if e.test else ""
+        head = f"{when} {e.dev} #{e.seq}"
+        if isinstance(e, BellEvent):
+            loc = f" at pole {e.loc.pole} ({e.loc.lat:.5f},{e.loc.lon:.5f})" if e.loc else ""
+            held = f" held {e.held / 1000:.1f}s" if e.held is not None else ""
+            text = f"{head} BELL {e.ev.upper()} {e.inp}{held}{loc}{test}{late}"
+            alarm = e.ev in {"pressed", "activated", "stuck"} and not e.test
+            return self._paint(text, "1;41" if alarm else "35")
+        if isinstance(e, ObjectEvent):
+            zones = f" in {','.join(e.zones)}" if e.zones else ""
+            why = f" ({e.why})" if e.why else ""
+            return f"{head} object {e.ev} {e.cam}#{e.tid} {e.cls} {e.sc:.2f}{zones}{why}{late}"
+        if isinstance(e, RuleEvent):
+            extra = f" n={e.n}" if e.n is not None else ""
+            text = f"{head} RULE {e.type} {e.rule} {e.cam}/{e.zone} tracks {e.tids}{extra}{late}"
+            return self._paint(text, "1;33")
+        if isinstance(e, CameraEvent):
+            return self._paint(f"{head} CAMERA {e.cam} {e.ev} {e.why or ''}{late}", "36")
+        if isinstance(e, HealthEvent):
+            depth, link = e.spool.get("depth", {}), e.link.get("state")
+            return f"{head} heartbeat up {e.up}s spool {depth} link {link}"
+        if isinstance(e, CommandResultEvent):
+            why = f": {e.why}" if e.why else ""
+            return self._paint(f"{head} RESULT {e.cmd} {e.req} {e.res}{why}", "34")
+        return f"{head} {e.k}"  # pragma: no cover - every kind is listed above
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(message)"
+    return f"{loc}: {err['msg']} ({exc.error_count()} problem(s))"
+
+
+def connect_client(
+    host: str,
+    port: int,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    tls_ca: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    client_id: str = "",
+) -> mqtt.Client:
+    """A paho client for the centre's side (monitor, command sender), not yet connected."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    if username:
+        client.username_pw_set(username, password)
+    if tls_ca:
+        client.tls_set(ca_certs=tls_ca, certfile=tls_cert, keyfile=tls_key)
+    client.reconnect_delay_set(1, 5)
+    return client
+
+
+class Monitor:
+    """Subscribes to ``filter`` and prints what arrives until stopped or ``count`` events."""
+
+    def __init__(
+        self,
+        client: mqtt.Client,
+        topic_filter: str,
+        *,
+        out: TextIO = sys.stdout,
+        as_json: bool = False,
+        count: int | None = None,
+        on_line: Callable[[str], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.filter = topic_filter
+        self.out = out
+        self.as_json = as_json
+        self.count = count
+        self.view = MonitorView(colour=out.isatty() and not as_json)
+        self.on_line = on_line
+        self.done = threading.Event()
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            self._emit(f"broker refused the monitor: {reason}")
+            self.done.set()
+            return
+        client.subscribe(self.filter, qos=1)
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        payload = bytes(msg.payload)
+        if self.as_json:
+            before = self.view.counts["events"]
+            self.view.handle(msg.topic, payload, bool(msg.retain))
+            if "/snapshot/" not in msg.topic:
+                try:
+                    body: Any = json.loads(payload)
+                except ValueError:
+                    body = None
+                self._emit(json.dumps({"topic": msg.topic, "payload": body}, ensure_ascii=False))
+            new = self.view.counts["events"] > before
+        else:
+            before = self.view.counts["events"]
+            for line in self.view.handle(msg.topic, payload, bool(msg.retain)):
+                self._emit(line)
+            new = self.view.counts["events"] > before
+        if new and self.count is not None and self.view.counts["events"] >= self.count:
+            self.done.set()
+
+    def _emit(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+        if self.on_line is not None:
+            self.on_line(line)
+
+    def run(self, host: str, port: int, timeout: float | None = None) -> dict[str, int]:
+        self.client.connect_async(host, port, keepalive=30)
+        self.client.loop_start()
+        try:
+            self.done.wait(timeout)
+        finally:
+            self.client.loop_stop()
+            self.client.disconnect()
+        return dict(self.view.counts)
