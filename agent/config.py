@@ -192,6 +192,9 @@ class DetectionConfig(Strict):
         description="Classes of interest; others are discarded.",
     )
     nms_iou: float = Field(default=0.45, gt=0, lt=1, description="IoU for NMS (raw layouts).")
+    max_detections: int = Field(
+        default=300, ge=1, le=10_000, description="Most detections kept per frame."
+    )
     provider: Literal["cpu", "openvino", "cuda", "tensorrt"] = Field(
         default="cpu", description="onnxruntime execution provider."
     )
