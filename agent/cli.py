@@ -85,7 +85,39 @@ def _cmd_assets_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from agent.config import load
+    from agent.logs import setup
+    from agent.runner import Runner
+
+    setup(load(args.config).log.level if not args.verbose else "debug")
+    return Runner(args.config).run()
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from agent.demo import run_demo
+
+    return run_demo(duration=args.duration, press_after=args.press_after)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the agent with a site file (what the systemd unit starts)",
+        description="Run the agent: bell, cameras, detection, the link to the centre. "
+        "SIGTERM or Ctrl-C stops it cleanly; SIGHUP re-reads the config.",
+    )
+    p.add_argument("config", help="the unit's site file (names its hardware profile)")
+    p.set_defaults(func=_cmd_run)
+    p = sub.add_parser(
+        "demo",
+        help="run everything on this machine: a private broker, the agent on the sample "
+        "video with the bell simulator, and the monitor",
+    )
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--press-after", type=float, default=8.0, help="simulate a bell press after N s")
+    p.set_defaults(func=_cmd_demo)
+
     cfg = sub.add_parser("config", help="validate, show or describe configuration files")
     csub = cfg.add_subparsers(dest="config_cmd", required=True, metavar="ACTION")
     p = csub.add_parser("validate", help="check a site file (merged with its profile) or a profile")

@@ -1,0 +1,295 @@
+"""The runner: builds every stage from the config, owns their threads, starts and stops them.
+
+Start order: spool (opened), link, bell, vision, then the main thread supervises:
+heartbeat, systemd watchdog, thread liveness, reload.  Stop order is the reverse; the
+spool closes last, after the link has flushed what it could and said ``offline``.
+
+A dead critical thread (bell, link) stops the agent with exit code 1 so that systemd
+restarts it.  Vision is not critical: a failing camera or detector is reported and the
+bell keeps working.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+
+from agent import __version__
+from agent.config import AgentConfig, ConfigError, config_hash, load
+from agent.events import EventStamper, Topics
+from agent.health import Notifier, heartbeat
+from agent.mqtt.link import Link, StatusInfo
+from agent.outbox import Outbox
+from agent.spool import Spool
+
+__all__ = ["Runner", "Service"]
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_CRASHED = 1
+
+
+class Service(Protocol):
+    """What the runner needs from a stage that owns threads."""
+
+    def start(self) -> None: ...
+    def stop(self, timeout: float) -> None: ...
+    def threads(self) -> list[threading.Thread]: ...
+    def last_progress(self) -> float: ...
+    def facts(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class Stages:
+    link: Link
+    bell: Service | None = None
+    vision: Service | None = None
+    commands: Service | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Runner:
+    """One per process. ``run()`` blocks until stopped and returns the exit code."""
+
+    def __init__(self, config_path: str | Path, *, notifier: Notifier | None = None) -> None:
+        self.config_path = Path(config_path)
+        self.cfg: AgentConfig = load(self.config_path)
+        self.notifier = notifier or Notifier()
+        self.started = time.monotonic()
+        self.stamper = EventStamper(self.cfg.device.id)
+        self.spool = Spool(
+            self._spool_path(self.cfg),
+            max_rows=self.cfg.spool.max_rows,
+            max_bytes=self.cfg.spool.max_bytes,
+            telemetry_ttl_s=self.cfg.spool.telemetry_ttl_s,
+        )
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self.exit_code = EXIT_OK
+        self.stages: Stages | None = None
+
+    @staticmethod
+    def _spool_path(cfg: AgentConfig) -> Path:
+        return Path(cfg.spool.path)
+
+    # ------------------------------------------------------------------ building
+    def _topics(self, cfg: AgentConfig) -> Topics:
+        return Topics(cfg.mqtt.topic_prefix, cfg.device.site, cfg.device.id)
+
+    def _build(self, cfg: AgentConfig) -> Stages:
+        topics = self._topics(cfg)
+        outbox = Outbox(self.spool, topics, self.stamper)
+        status = StatusInfo(cfg.device, self.stamper.boot_id, __version__, config_hash(cfg))
+        commands = self._build_commands(cfg, outbox)
+        link = Link(
+            cfg.mqtt,
+            self.spool,
+            topics,
+            status,
+            on_command=getattr(commands, "submit", None),
+        )
+        stages = Stages(link=link, commands=commands)
+        stages.extra["outbox"] = outbox
+        if cfg.cameras:
+            stages.vision = self._build_vision(cfg, outbox)
+        if cfg.bell.enabled:
+            from agent.bell.service import BellService
+
+            snap = getattr(stages.vision, "request_snapshot", None)
+            stages.bell = BellService(cfg.bell, cfg.device, outbox, snapshot=snap)
+        if commands is not None:
+            commands.attach(runner=self, bell=stages.bell, vision=stages.vision)  # type: ignore[attr-defined]
+        return stages
+
+    def _build_vision(self, cfg: AgentConfig, outbox: Outbox) -> Service | None:
+        from agent.vision import VisionService
+
+        try:
+            return VisionService(cfg.cameras, cfg.detection, outbox)
+        except Exception as exc:  # noqa: BLE001 - a broken model must not take the bell down
+            log.error("vision disabled: %s", exc)
+            return None
+
+    def _build_commands(self, cfg: AgentConfig, outbox: Outbox) -> Service | None:
+        try:
+            from agent.commands.service import CommandService
+        except ImportError:
+            return None
+        service: Service = CommandService(cfg, outbox)
+        return service
+
+    # ------------------------------------------------------------------ start / stop
+    def _start(self, stages: Stages) -> None:
+        # The link first so that the bell's first event finds it; the bell before the
+        # cameras, which may take seconds to open.
+        stages.link.start()
+        log.info("link: started towards %s:%d", self.cfg.mqtt.host, self.cfg.mqtt.port)
+        if stages.commands is not None:
+            stages.commands.start()
+        if stages.bell is not None:
+            stages.bell.start()
+            log.info("bell: %s input open", self.cfg.bell.backend)
+        if stages.vision is not None:
+            stages.vision.start()
+            log.info("vision: %d camera(s) started", len(self.cfg.cameras))
+
+    def _stop_stages(self, stages: Stages, timeout: float) -> None:
+        for name in ("vision", "bell", "commands"):
+            stage = getattr(stages, name)
+            if stage is not None:
+                try:
+                    stage.stop(timeout)
+                except Exception:
+                    log.exception("%s did not stop cleanly", name)
+        stages.link.stop(timeout)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+
+    # ------------------------------------------------------------------ main loop
+    def run(self) -> int:
+        self._install_signals()
+        self.stages = self._build(self.cfg)
+        self._start(self.stages)
+        self.notifier.ready(self._status_line())
+        log.info(
+            "pole-agent %s running as %s (boot %s, config %s)",
+            __version__,
+            self.cfg.device.id,
+            self.stamper.boot_id,
+            config_hash(self.cfg),
+        )
+        try:
+            self._supervise()
+        finally:
+            self.notifier.stopping()
+            log.info("stopping")
+            self._stop_stages(self.stages, timeout=5.0)
+            self.spool.close()
+            self.notifier.close()
+            log.info("stopped (exit code %d)", self.exit_code)
+        return self.exit_code
+
+    def _supervise(self) -> None:
+        next_beat = time.monotonic() + 1.0
+        next_ping = 0.0
+        ping_every = (self.notifier.watchdog_s or 0) / 2
+        while not self._stop.wait(0.25):
+            assert self.stages is not None
+            dead = self._dead_critical(self.stages)
+            if dead:
+                log.critical(
+                    "critical thread %s died; stopping so that systemd restarts the agent", dead
+                )
+                self.exit_code = EXIT_CRASHED
+                return
+            now = time.monotonic()
+            if ping_every and now >= next_ping and self._critical_progressing(self.stages):
+                self.notifier.watchdog()
+                next_ping = now + ping_every
+            if now >= next_beat:
+                self._heartbeat(self.stages)
+                self.notifier.status(self._status_line())
+                next_beat = now + self.cfg.health.heartbeat_s
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
+
+    def _critical(self, stages: Stages) -> list[tuple[str, Service | Link]]:
+        out: list[tuple[str, Service | Link]] = [("link", stages.link)]
+        if stages.bell is not None:
+            out.append(("bell", stages.bell))
+        return out
+
+    def _dead_critical(self, stages: Stages) -> str | None:
+        for name, stage in self._critical(stages):
+            for t in stage.threads():
+                if not t.is_alive():
+                    return t.name or name
+        return None
+
+    def _critical_progressing(self, stages: Stages) -> bool:
+        # A broker outage keeps the link loop turning (it waits in select with a timeout),
+        # so only a hung thread stops the pings, never a missing network.
+        grace = self.cfg.health.watchdog_grace_s
+        now = time.monotonic()
+        return all(now - s.last_progress() < grace for _, s in self._critical(stages))
+
+    def _heartbeat(self, stages: Stages) -> None:
+        self.spool.purge_expired()
+        event = heartbeat(
+            self.stamper.health,
+            started=self.started,
+            version=__version__,
+            config_hash=config_hash(self.cfg),
+            cams=stages.vision.facts if stages.vision is not None else None,
+            bell=stages.bell.facts if stages.bell is not None else None,
+            spool=self.spool.stats,
+            link=stages.link.facts,
+            spool_path=self._spool_path(self.cfg),
+        )
+        stages.extra["outbox"].emit(event)
+
+    def _status_line(self) -> str:
+        stages = self.stages
+        if stages is None:
+            return "starting"
+        parts = [f"link {stages.link.state}", f"spool {len(self.spool)} waiting"]
+        if stages.bell is not None:
+            parts.insert(0, f"bell {stages.bell.facts().get('state', '?')}")
+        if stages.vision is not None:
+            cams = stages.vision.facts()
+            parts.append(", ".join(f"{k} {v.get('state', '?')}" for k, v in cams.items()))
+        return "; ".join(parts)
+
+    # ------------------------------------------------------------------ reload
+    def reload(self) -> tuple[bool, str]:
+        """Re-read the config; a bad file is refused and the running config stays."""
+        self.notifier.reloading()
+        try:
+            new = load(self.config_path)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running config: %s", exc.report())
+            self.notifier.notify("READY=1", f"STATUS=reload refused; {self._status_line()}")
+            return False, exc.report()
+        if config_hash(new) == config_hash(self.cfg):
+            self.notifier.notify("READY=1", f"STATUS={self._status_line()}")
+            return True, "unchanged"
+        if new.spool != self.cfg.spool or new.device.id != self.cfg.device.id:
+            msg = "spool or device id changed: restart the service to apply"
+            log.error("reload refused: %s", msg)
+            self.notifier.notify("READY=1", f"STATUS=reload refused; {self._status_line()}")
+            return False, msg
+        assert self.stages is not None
+        log.info("reload: applying config %s", config_hash(new))
+        self._stop_stages(self.stages, timeout=3.0)
+        self.cfg = new
+        self.stages = self._build(new)
+        self._start(self.stages)
+        self.notifier.notify("READY=1", f"STATUS={self._status_line()}")
+        return True, f"applied config {config_hash(new)}"
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_stop(signum: int, _frame: FrameType | None) -> None:
+            log.info("received %s", signal.Signals(signum).name)
+            self._stop.set()
+
+        def on_hup(_signum: int, _frame: FrameType | None) -> None:
+            self._reload.set()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hup)
