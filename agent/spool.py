@@ -69,8 +69,10 @@ class Spool:
         max_rows: int = 100_000,
         max_bytes: int = 256 * 1024 * 1024,
         telemetry_ttl_s: int = 3600,
+        busy_timeout_s: float = 10.0,
     ) -> None:
         self.path = Path(path)
+        self.busy_timeout_s = busy_timeout_s
         self.max_rows = max_rows
         self.max_bytes = max_bytes
         self.telemetry_ttl_ms = telemetry_ttl_s * 1000
@@ -85,19 +87,18 @@ class Spool:
         ):
             self._rows[pri], self._bytes[pri] = n, size
         self.dropped: dict[int, int] = {int(p): 0 for p in Priority}
-        for name, value in self._db.execute("SELECT name, value FROM counters"):
-            if name.startswith("dropped."):
-                self.dropped[int(name.split(".")[1])] = value
+        self._load_dropped()
         self.disk_full = False
         self._ballast = self.path.with_name(self.path.name + ".ballast")
         self._make_ballast()
 
     # ------------------------------------------------------------------ opening
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+        db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout_s
+        )
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA busy_timeout=10000")
         return db
 
     def _open(self) -> sqlite3.Connection:
@@ -107,6 +108,10 @@ class Spool:
             if ok != "ok":
                 raise sqlite3.DatabaseError(ok)
             db.executescript(_SCHEMA)
+        except sqlite3.OperationalError as exc:
+            # Locked by another process, read-only, I/O error, disk full: the file itself
+            # may hold alarms, so it is never discarded for these.
+            raise SpoolError(f"spool {self.path} cannot be opened: {exc}") from exc
         except sqlite3.DatabaseError as exc:
             # A file that is not a database at all (not a torn write: SQLite recovers those
             # by itself). Keep it for inspection and start empty rather than never sending.
@@ -175,7 +180,14 @@ class Spool:
         with contextlib.suppress(sqlite3.OperationalError):  # no transaction was open
             self._db.execute("ROLLBACK")
 
+    def _load_dropped(self) -> None:
+        for name, value in self._db.execute("SELECT name, value FROM counters"):
+            if name.startswith("dropped."):
+                self.dropped[int(name.split(".")[1])] = value
+
     def _recount(self) -> None:
+        # After a rollback: the drops counted in memory during it did not happen either.
+        self._load_dropped()
         for p in self._rows:
             self._rows[p], self._bytes[p] = 0, 0
         for pri, n, size in self._db.execute(

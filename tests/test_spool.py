@@ -1,0 +1,279 @@
+"""The durable outbox, on real SQLite files: order, acks, bounds, expiry, corruption, kill -9."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from agent.events import Priority
+from agent.spool import Spool, SpoolError
+
+ROOT = Path(__file__).resolve().parent.parent
+P = Priority
+
+
+def fill(spool: Spool, *pris: Priority, size: int = 10) -> list[int]:
+    """Put one row per priority given, payload ``size`` bytes naming its order."""
+    ids = []
+    for i, pri in enumerate(pris):
+        body = f"{pri.name}-{i}".encode().ljust(size, b".")
+        ids.append(spool.put(f"t/{pri.name.lower()}", body, pri))
+    return ids
+
+
+def pending(spool: Spool) -> list[tuple[Priority, bytes]]:
+    return [(r.priority, r.payload.rstrip(b".")) for r in spool.next_batch(10_000)]
+
+
+def on_disk(path: Path) -> list[int]:
+    """Row ids read with a separate connection, as another process would see them."""
+    with sqlite3.connect(path) as db:
+        return [r[0] for r in db.execute("SELECT id FROM outbox ORDER BY id")]
+
+
+def test_alarms_first_then_fifo_within_each_priority(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.db")
+    fill(spool, P.OBJECT, P.TELEMETRY, P.RULE, P.ALARM, P.OBJECT, P.ALARM, P.MEDIA, P.RULE)
+    assert pending(spool) == [
+        (P.ALARM, b"ALARM-3"),
+        (P.ALARM, b"ALARM-5"),
+        (P.RULE, b"RULE-2"),
+        (P.RULE, b"RULE-7"),
+        (P.OBJECT, b"OBJECT-0"),
+        (P.OBJECT, b"OBJECT-4"),
+        (P.MEDIA, b"MEDIA-6"),
+        (P.TELEMETRY, b"TELEMETRY-1"),
+    ]
+    # The link excludes what it has in flight; the rest keeps its order.
+    first = spool.next_batch(2)
+    rest = spool.next_batch(3, exclude={r.id for r in first})
+    assert [r.payload.rstrip(b".") for r in rest] == [b"RULE-2", b"RULE-7", b"OBJECT-0"]
+    spool.close()
+
+
+def test_put_returns_the_row_and_keeps_topic_payload_retain(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.db")
+    rid = spool.put("pole/a/b/state/bell", b'{"state":"idle"}', P.ALARM, retain=True)
+    (row,) = spool.next_batch(5)
+    assert (row.id, row.topic, row.payload, row.retain) == (
+        rid,
+        "pole/a/b/state/bell",
+        b'{"state":"idle"}',
+        True,
+    )
+    assert on_disk(tmp_path / "s.db") == [rid]  # committed, visible to another connection
+
+
+def test_ack_deletes_and_reopen_keeps_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    spool = Spool(path)
+    ids = fill(spool, P.ALARM, P.ALARM, P.OBJECT, P.OBJECT, P.RULE)
+    spool.ack(ids[0])
+    spool.ack_many([ids[2], 999_999])  # an unknown id (already dropped) is harmless
+    assert len(spool) == 3
+    assert spool.depth()["alarm"] == 1
+    assert spool.depth()["object"] == 1
+    assert [r.id for r in spool.next_batch(10)] == [ids[1], ids[4], ids[3]]
+    spool.close()
+
+    again = Spool(path)
+    assert len(again) == 3
+    assert [r.id for r in again.next_batch(10)] == [ids[1], ids[4], ids[3]]
+    assert on_disk(path) == sorted([ids[1], ids[3], ids[4]])
+    again.close()
+
+
+def test_row_bound_drops_the_lowest_priority_oldest_first_never_an_alarm(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    spool = Spool(path, max_rows=10)
+    fill(spool, *[P.OBJECT] * 6, *[P.TELEMETRY] * 2, P.RULE, P.RULE)
+    assert len(spool) == 10
+    assert spool.stats()["dropped"] == {}
+    # Three alarms: the two heartbeats go first, then the oldest object.
+    fill(spool, P.ALARM, P.ALARM, P.ALARM)
+    assert len(spool) == 10
+    assert spool.stats()["dropped"] == {"telemetry": 2, "object": 1}
+    objects = [p for pri, p in pending(spool) if pri == P.OBJECT]
+    assert objects == [b"OBJECT-1", b"OBJECT-2", b"OBJECT-3", b"OBJECT-4", b"OBJECT-5"]
+    # Alarms past the bound: every object, then every rule goes; alarms never do.
+    fill(spool, *[P.ALARM] * 12)
+    assert spool.depth() == {
+        "alarm": 15,
+        "rule": 0,
+        "object": 0,
+        "media": 0,
+        "telemetry": 0,
+    }
+    assert spool.stats()["dropped"] == {"telemetry": 2, "object": 6, "rule": 2}
+    # A new object event still goes in (and is the one dropped, alarms fill the spool).
+    fill(spool, P.OBJECT)
+    assert spool.depth()["alarm"] == 15
+    spool.close()
+
+    again = Spool(path, max_rows=10)
+    assert again.stats()["dropped"] == {"telemetry": 2, "object": 7, "rule": 2}
+    assert again.depth()["alarm"] == 15
+    assert on_disk(path) == [r.id for r in again.next_batch(100)]
+    again.close()
+
+
+def test_byte_bound_drops_media_before_objects_and_counts_them(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.db", max_bytes=1000)
+    fill(spool, P.OBJECT, P.OBJECT, P.OBJECT, size=100)
+    fill(spool, P.MEDIA, P.MEDIA, size=300)  # 900 bytes: under the bound
+    assert spool.stats()["bytes"] == 900
+    fill(spool, P.ALARM, size=250)  # 1150: the older snapshot goes
+    assert spool.stats()["dropped"] == {"media": 1}
+    fill(spool, P.ALARM, P.ALARM, size=250)  # the other snapshot, then the oldest object
+    assert spool.stats()["dropped"] == {"media": 2, "object": 1}
+    assert spool.stats()["bytes"] == 950
+    assert [p for _, p in pending(spool)] == [
+        b"ALARM-0",
+        b"ALARM-0",
+        b"ALARM-1",
+        b"OBJECT-1",
+        b"OBJECT-2",
+    ]
+    fill(spool, P.ALARM, P.ALARM, size=400)  # alarms alone past the bound: all kept
+    assert spool.depth()["alarm"] == 5
+    assert spool.stats()["dropped"] == {"media": 2, "object": 3}
+    assert spool.stats()["bytes"] == 3 * 250 + 2 * 400
+
+
+def test_telemetry_expires_alarms_never(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.db", telemetry_ttl_s=0)  # every heartbeat is already stale
+    fill(spool, P.TELEMETRY, P.ALARM, P.TELEMETRY, P.OBJECT)
+    assert [p for _, p in pending(spool)] == [b"ALARM-1", b"OBJECT-3"]
+    assert spool.purge_expired() == 2
+    assert len(spool) == 2
+    assert spool.purge_expired() == 0
+    spool.close()
+    fresh = Spool(tmp_path / "f.db", telemetry_ttl_s=3600)
+    fill(fresh, P.TELEMETRY)
+    assert fresh.purge_expired() == 0
+    assert [p for _, p in pending(fresh)] == [b"TELEMETRY-0"]
+
+
+def test_a_garbage_file_is_moved_aside_and_a_fresh_spool_works(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "s.db"
+    garbage = b"this is not an SQLite file\n" * 200
+    path.write_bytes(garbage)
+    with caplog.at_level(logging.ERROR, logger="agent.spool"):
+        spool = Spool(path)
+    (aside,) = tmp_path.glob("s.db.corrupt-*")
+    assert aside.read_bytes() == garbage
+    assert str(path) in caplog.text
+    assert "unreadable" in caplog.text
+    assert aside.name in caplog.text
+    rid = spool.put("t", b"x", P.ALARM)
+    assert [r.id for r in spool.next_batch(5)] == [rid]
+    spool.close()
+    assert on_disk(path) == [rid]
+
+
+def test_a_locked_spool_is_an_error_not_moved_aside(tmp_path: Path) -> None:
+    # A spool another process holds (a second agent, an inspection tool) is not corrupt:
+    # moving it aside would strand every alarm waiting in it.
+    path = tmp_path / "s.db"
+    first = Spool(path)
+    rid = first.put("t", b"alarm", P.ALARM)
+    first.close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode=DELETE")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(SpoolError, match="locked"):
+            Spool(path, busy_timeout_s=0.2)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert list(tmp_path.glob("s.db.corrupt-*")) == []
+    assert on_disk(path) == [rid]
+
+
+def test_concurrent_puts_from_threads_all_land(tmp_path: Path) -> None:
+    import threading
+
+    spool = Spool(tmp_path / "s.db")
+    got: list[int] = []
+    lock = threading.Lock()
+
+    def worker(pri: Priority) -> None:
+        for _ in range(25):
+            rid = spool.put("t", b"x", pri)
+            with lock:
+                got.append(rid)
+
+    threads = [threading.Thread(target=worker, args=(p,)) for p in (P.ALARM, P.OBJECT, P.RULE)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(got)) == 75
+    assert sorted(got) == on_disk(tmp_path / "s.db")
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from agent.events import Priority
+    from agent.spool import Spool
+    spool = Spool(sys.argv[1])
+    i = 0
+    while True:
+        pri = Priority.ALARM if i % 3 == 0 else Priority.OBJECT
+        rid = spool.put("t", b"%d" % i + b"." * 150, pri)
+        sys.stdout.write(f"{rid}\\n")
+        sys.stdout.flush()
+        i += 1
+    """
+)
+
+
+def test_sigkill_mid_burst_loses_no_row_that_put_acknowledged(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    reported: set[int] = set()
+    for line in proc.stdout:  # let it get well into its burst before killing it
+        reported.add(int(line))
+        if len(reported) >= 300:
+            break
+    proc.send_signal(signal.SIGKILL)
+    rest = proc.stdout.read()
+    proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+    # Only complete lines were reported; a torn last line was not (put had not returned).
+    reported |= {int(x) for x in rest.split("\n")[:-1]}
+    spool = Spool(path)
+    kept = {r.id for r in spool.next_batch(1_000_000)}
+    assert reported <= kept
+    assert len(kept) - len(reported) <= 1  # at most the row whose id was being printed
+    spool.close()
+
+
+def test_a_database_with_damaged_pages_is_moved_aside(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    spool = Spool(path)
+    fill(spool, *[P.OBJECT] * 400, size=200)
+    spool.close()
+    data = bytearray(path.read_bytes())
+    assert len(data) > 8 * 4096
+    data[2 * 4096 : 6 * 4096] = b"\xa5" * (4 * 4096)  # valid header, garbage in the b-tree
+    path.write_bytes(bytes(data))
+    fresh = Spool(path)
+    assert len(list(tmp_path.glob("s.db.corrupt-*"))) == 1
+    assert len(fresh) == 0
+    fresh.put("t", b"x", P.ALARM)
+    assert len(fresh) == 1
