@@ -210,7 +210,19 @@ def select_layout(
                 f"{SHAPES_HELP}"
             )
         return forced
-    found = _auto(a, b, c, _meta_end2end(metadata or {}))
+    end2end = _meta_end2end(metadata or {})
+    found = _auto(a, b, c, end2end)
+    if found is None and c is not None:
+        try:
+            blind = _auto(a, b, None, end2end)
+        except ModelError:
+            blind = None
+        if blind is not None:
+            raise ModelError(
+                f"output shape [1, {a}, {b}] reads as {blind} with "
+                f"{num_classes(blind, (1, a, b))} classes, but {c} class names were given "
+                "(detection.labels or the model's metadata); make them agree"
+            )
     if found is None:
         names = f"; with {c} class names (C={c})" if c is not None else ""
         raise ModelError(

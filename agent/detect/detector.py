@@ -260,12 +260,7 @@ def _resolve_names(
                 "its metadata; give detection.labels (one class name per line)"
             )
         return default_names(count)
-    if count is not None and len(hint) != count:
-        raise ModelError(
-            f"detection.model: {path} output {list(shape)} ({layout}) has {count} classes "
-            f"but {len(hint)} class names were given; fix detection.labels"
-        )
-    return hint
+    return hint  # select_layout already checked that the count fits the output
 
 
 def _thresholds(cfg: DetectionConfig, names: list[str]) -> npt.NDArray[np.float32]:

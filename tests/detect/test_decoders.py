@@ -195,7 +195,12 @@ def test_select_layout(
         ((2, 300, 6), {}, None, r"\[2, 300, 6\] is not"),
         ((1, "anchors", 6), {}, None, "is not"),
         ((1, 8400, 84), {}, None, "set detection.layout"),  # transposed or objectness?
-        ((1, 84, 8400), {}, 79, r"\[1, 84, 8400\] matches no known layout; with 79"),
+        (
+            (1, 84, 8400),
+            {},
+            79,
+            r"\[1, 84, 8400\] reads as anchor_free with 80 classes, but 79 class names",
+        ),
         ((1, 300, 7), {"end2end": "True"}, 80, r"\[1, 300, 7\] matches no known layout"),
         ((1, 4, 10), {}, None, "matches no known layout"),
     ],
