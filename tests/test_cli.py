@@ -1,0 +1,84 @@
+"""The CLI as a technician runs it: subprocesses, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+@pytest.mark.parametrize(
+    "profile", sorted((ROOT / "firmware_configs").glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_validate_each_profile(profile: Path) -> None:
+    proc = cli("config", "validate", str(profile))
+    assert proc.returncode == 0, proc.stderr
+    assert "valid hardware profile" in proc.stdout
+
+
+def test_validate_example_site() -> None:
+    proc = cli("config", "validate", "examples/dev-site.yaml")
+    assert proc.returncode == 0, proc.stderr
+    assert "device dev-0001" in proc.stdout
+
+
+def test_bad_file_exits_2_with_one_report(tmp_path: Path) -> None:
+    bad = tmp_path / "site.yaml"
+    bad.write_text(
+        "profile: dev-sim\ndevice: {id: a, site: b, pole: '1', latitude: 0, longitude: 0}\n"
+        "mqtt: {port: 70000}\n"
+    )
+    proc = cli("config", "validate", str(bad))
+    assert proc.returncode == 2
+    assert "mqtt.port: must be <= 65535, got 70000" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_file_exits_2(tmp_path: Path) -> None:
+    proc = cli("config", "validate", str(tmp_path / "nope.yaml"))
+    assert proc.returncode == 2
+    assert "cannot read the file" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_show_redacts_secrets(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "profile: dev-sim\ndevice: {id: a, site: b, pole: '1', latitude: 0, longitude: 0}\n"
+        "mqtt: {username: pole, password: hunter2}\n"
+    )
+    proc = cli("config", "show", "--json", str(site))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["mqtt"]["password"] == "***"
+    assert data["bell"]["backend"] == "simulator"  # merged from the profile
+    assert "hunter2" not in proc.stdout + proc.stderr
+
+
+def test_schema_is_json_schema() -> None:
+    proc = cli("config", "schema")
+    assert proc.returncode == 0
+    schema = json.loads(proc.stdout)
+    assert schema["additionalProperties"] is False
+    assert "mqtt" in schema["properties"]
+
+
+def test_help_lists_commands() -> None:
+    proc = cli("--help")
+    for word in ("run", "config", "assets", "monitor", "contract", "demo"):
+        assert word in proc.stdout
