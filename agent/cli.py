@@ -26,6 +26,7 @@ EXIT_BAD_INPUT = 2
 COMMAND_MODULES = (
     "agent.cli",
     "agent.mqtt.cli",
+    "agent.detect.cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]
