@@ -226,6 +226,12 @@ class ModbusInput(Strict):
     poll_ms: int = Field(default=50, ge=10, le=1000, description="Polling period.")
     timeout_ms: int = Field(default=100, ge=10, le=2000, description="Reply timeout.")
     fault_after: int = Field(default=3, ge=1, le=100, description="Failed polls before comm_fault.")
+    loop_register: int | None = Field(
+        default=None, ge=0, le=65535, description="Input register (0x04) of the supervised loop."
+    )
+    loop_full_scale: int = Field(
+        default=4095, ge=1, le=65535, description="Raw register value that means 1.0."
+    )
 
 
 class SimulatorInput(Strict):
@@ -233,7 +239,10 @@ class SimulatorInput(Strict):
         default="/tmp/pole-agent-bell.sock",  # noqa: S108 - development default only
         description="Unix socket where `pole-agent bell press` sends presses.",
     )
-    script: str | None = Field(default=None, description="File of 'at_s level' lines to replay.")
+    script: str | None = Field(
+        default=None,
+        description="File of '<at_s> <command>' lines (e.g. '2.5 press 0.3') replayed at start.",
+    )
 
 
 class PolicyConfig(Strict):
@@ -247,14 +256,34 @@ class PolicyConfig(Strict):
     lockout_s: float = Field(default=10.0, ge=0, le=600, description="No re-trigger for this long.")
     stuck_s: float = Field(default=120.0, gt=0, le=86400, description="Held this long: stuck.")
     flap_changes: int = Field(default=20, ge=4, le=1000, description="Changes that mean flapping.")
-    flap_window_s: float = Field(default=10.0, gt=0, le=600, description="Window for flapping.")
+    flap_window_s: float = Field(
+        default=10.0, gt=0, le=600, description="Window for flapping; this long quiet ends it."
+    )
+
+    @model_validator(mode="after")
+    def _stuck_after_hold(self) -> PolicyConfig:
+        if self.mode == "hold" and self.stuck_s <= self.hold_s:
+            raise ValueError("stuck_s must be longer than hold_s")
+        return self
 
 
 class SupervisionConfig(Strict):
     enabled: bool = Field(default=False, description="The loop has end-of-line resistors.")
     normal: tuple[float, float] = Field(default=(0.35, 0.65), description="Normal band, 0..1.")
     alarm: tuple[float, float] = Field(default=(0.10, 0.35), description="Alarm band, 0..1.")
+    hysteresis: float = Field(
+        default=0.02, ge=0, le=0.2, description="Margin a value must cross to leave its band."
+    )
     # below alarm band: short; above normal band: open (cut wire)
+
+    @model_validator(mode="after")
+    def _bands(self) -> SupervisionConfig:
+        a, n = self.alarm, self.normal
+        if not 0.0 <= a[0] < a[1] <= n[0] < n[1] <= 1.0:
+            raise ValueError(
+                "bands must satisfy 0 <= alarm[0] < alarm[1] <= normal[0] < normal[1] <= 1"
+            )
+        return self
 
 
 class OutputsConfig(Strict):
@@ -283,6 +312,12 @@ class BellConfig(Strict):
     modbus: ModbusInput | None = Field(default=None, description="RS-485 Modbus RTU module.")
     simulator: SimulatorInput = Field(default_factory=SimulatorInput, description="Simulator.")
     normally_closed: bool = Field(default=False, description="Contact opens when pressed.")
+    tamper_normally_closed: bool = Field(
+        default=True, description="Door contact is closed while the door is shut."
+    )
+    power_normally_closed: bool = Field(
+        default=True, description="Power-good contact is closed while power is fine."
+    )
     debounce_ms: int = Field(default=30, ge=0, le=1000, description="Software contact debounce.")
     policy: PolicyConfig = Field(default_factory=PolicyConfig, description="Activation policy.")
     supervision: SupervisionConfig = Field(
@@ -297,6 +332,21 @@ class BellConfig(Strict):
             raise ValueError("backend 'gpiod' needs a 'gpiod' section")
         if self.backend == "modbus" and self.modbus is None:
             raise ValueError("backend 'modbus' needs a 'modbus' section")
+        out = self.outputs
+        if out.backend in ("gpiod", "modbus") and getattr(self, out.backend) is None:
+            raise ValueError(f"outputs.backend {out.backend!r} needs a '{out.backend}' section")
+        if out.backend == "modbus":
+            for name in ("strobe", "siren"):
+                value = getattr(out, name)
+                if value is not None and not value.isdigit():
+                    raise ValueError(
+                        f"outputs.{name} must be a coil number for modbus, got {value!r}"
+                    )
+        if self.supervision.enabled:
+            if self.backend == "gpiod":
+                raise ValueError("supervision needs an analog input; gpiod has none")
+            if self.backend == "modbus" and self.modbus and self.modbus.loop_register is None:
+                raise ValueError("supervision on modbus needs modbus.loop_register")
         return self
 
 

@@ -87,6 +87,7 @@ BellKind = Literal[
     "stuck",
     "stuck_cleared",
     "flapping",
+    "flapping_cleared",
     "tamper",
     "tamper_cleared",
     "line_open",

@@ -1,0 +1,150 @@
+"""Everything the bell thread decides, without I/O: readings in, signals and states out.
+
+It combines the button machine, the supervised loop, tamper and power inputs, the link
+state of the input hardware, presses injected by a command (``bell-test``), and the
+strobe/siren timer.  Time is an argument, so whole scenarios are table-tested.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from agent.bell.inputs.base import CommChange, Reading, Sample
+from agent.bell.machine import BellMachine, BellSignal
+from agent.bell.outputs import OutputTimer
+from agent.bell.supervision import AuxInput, SupervisedLoop
+from agent.config import BellConfig
+from agent.events import BellKind
+
+__all__ = ["BellPanel"]
+
+
+class BellPanel:
+    def __init__(self, cfg: BellConfig) -> None:
+        debounce = cfg.debounce_ms / 1000
+        self.machine = BellMachine(cfg)
+        self.loop = SupervisedLoop(cfg.supervision, debounce) if cfg.supervision.enabled else None
+        self.aux = {
+            "tamper": AuxInput("tamper", debounce, "tamper", "tamper_cleared"),
+            "power": AuxInput("power", debounce, "power_fail", "power_restored"),
+        }
+        self.outputs = OutputTimer(cfg.outputs)
+        self.comm_ok = True
+        self.comm_name = cfg.backend
+        self._real = False  # the button as the hardware shows it
+        self._injected_until: float | None = None  # a press injected by a command
+
+    # ------------------------------------------------------------------ inputs
+    def feed(self, reading: Reading) -> list[BellSignal]:
+        """One reading from the backend."""
+        if isinstance(reading, CommChange):
+            return self._comm(reading)
+        return self._sample(reading)
+
+    def _sample(self, s: Sample) -> list[BellSignal]:
+        if s.inp in ("tamper", "power"):
+            return self._done(self.aux[s.inp].feed(bool(s.value), s.t), s.t)
+        if s.inp == "loop":
+            if self.loop is None:
+                return self.tick(s.t)
+            out = self.loop.feed(s.value, s.t)
+            self._real = self.loop.button
+        else:
+            out = []
+            self._real = bool(s.value)
+        return self._done(out + self.machine.feed(self._level(s.t), s.t), s.t)
+
+    def _comm(self, c: CommChange) -> list[BellSignal]:
+        out: list[BellSignal] = []
+        if c.ok != self.comm_ok:
+            self.comm_ok = c.ok
+            kind: BellKind = "comm_restored" if c.ok else "comm_fault"
+            out.append(BellSignal(kind, c.t, self.comm_name, why=c.why))
+        return self._done(out, c.t)
+
+    def inject_press(self, t: float, hold_s: float) -> list[BellSignal]:
+        """A press made by a command: the button reads pressed for ``hold_s`` seconds."""
+        self._injected_until = t + hold_s
+        return self._done(self.machine.feed(self._level(t), t), t)
+
+    def acknowledge(self, t: float) -> list[BellSignal]:
+        return self._done(self.outputs.acknowledge(t), t)
+
+    def start_test(self, t: float, duration_s: float) -> list[BellSignal]:
+        return self._done(self.machine.start_test(t, duration_s), t)
+
+    def end_test(self, t: float) -> list[BellSignal]:
+        return self._done(self.machine.end_test(t), t)
+
+    def tick(self, t: float) -> list[BellSignal]:
+        out: list[BellSignal] = []
+        if self._injected_until is not None and t >= self._injected_until:
+            end, self._injected_until = self._injected_until, None
+            out += self.machine.feed(self._level(end), end)
+        for aux in self.aux.values():
+            out += aux.tick(t)
+        if self.loop is not None:
+            out += self.loop.tick(t)
+        return self._done(out, t)
+
+    def deadline(self) -> float | None:
+        due = [
+            self.machine.deadline(),
+            self.outputs.deadline(),
+            self._injected_until,
+            self.loop.deadline() if self.loop else None,
+            *(a.deadline() for a in self.aux.values()),
+        ]
+        times = [d for d in due if d is not None]
+        return min(times) if times else None
+
+    def _level(self, t: float) -> bool:
+        injected = self._injected_until is not None and t < self._injected_until
+        return self._real or injected
+
+    def _done(self, out: list[BellSignal], t: float) -> list[BellSignal]:
+        out = out + self.machine.tick(t)
+        if any(s.kind == "activated" for s in out):
+            self.outputs.activate(max(s.t for s in out if s.kind == "activated"))
+        out += self.outputs.tick(t)
+        test = self.machine.in_test
+        return [dataclasses.replace(s, test=True) if test and not s.test else s for s in out]
+
+    # ------------------------------------------------------------------ views
+    def faults(self) -> list[str]:
+        m, out = self.machine, []
+        if m.stuck:
+            out.append("stuck")
+        if m.flapping:
+            out.append("flapping")
+        if self.loop is not None and self.loop.line != "ok":
+            out.append(f"line_{self.loop.line}")
+        if not self.comm_ok:
+            out.append("comm")
+        out += [name for name, a in self.aux.items() if a.active]
+        return out
+
+    def status(self, t: float) -> tuple[str, dict[str, Any]]:
+        """Retained state: active, pressed, fault, test or idle, with its detail."""
+        m, faults = self.machine, self.faults()
+        button = m.state(t)
+        if self.outputs.on or button in ("active", "stuck"):
+            state = "active"
+        elif m.down:
+            state = "pressed"
+        elif faults:
+            state = "fault"
+        elif m.in_test:
+            state = "test"
+        else:
+            state = "idle"
+        detail: dict[str, Any] = {
+            "button": button,
+            "outputs": self.outputs.on,
+            "test": m.in_test,
+            "faults": faults,
+        }
+        if self.loop is not None:
+            detail["loop"] = self.loop.state
+        return state, detail
