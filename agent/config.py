@@ -432,11 +432,20 @@ class HealthConfig(Strict):
 
 class CommandsConfig(Strict):
     key_file: str | None = Field(
-        default=None, description="Per-device HMAC key file; without it, commands are refused."
+        default=None,
+        description="Per-device HMAC key file (64 hex digits); a relative path is looked up "
+        "in $CREDENTIALS_DIRECTORY. Without it, every command is refused.",
+    )
+    site_key_file: str | None = Field(
+        default=None,
+        description="Site-wide HMAC key file for broadcasts on <prefix>/<site>/_site/cmd/+; "
+        "without it, broadcasts are refused.",
     )
     max_age_s: float = Field(default=60.0, ge=1, le=3600, description="Oldest accepted command.")
     max_bytes: int = Field(default=4096, ge=256, le=262144, description="Largest payload.")
-    rate_per_min: int = Field(default=60, ge=1, le=6000, description="Commands per minute.")
+    rate_per_min: int = Field(
+        default=60, ge=1, le=6000, description="Commands per minute (and rejections reported)."
+    )
 
 
 class LogConfig(Strict):
