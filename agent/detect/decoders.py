@@ -127,7 +127,13 @@ def decode_anchor_free(out: F32, thresholds: F32, iou: float, max_det: int = 300
     """[4+C, N]: rows cx, cy, w, h, then one row of class scores per class."""
     if out.ndim != 2 or out.shape[0] < 5:
         raise ValueError(f"anchor_free output must be [4+C, N], got {list(out.shape)}")
-    return _decode_rows(out[:4].T, out[4:].T, None, thresholds, iou=iou, max_det=max_det)
+    if out.shape[0] == 4 or not np.isfinite(thresholds).any():
+        return Decoded.empty()
+    # Prefilter along the contiguous axis (max over class rows), then transpose only the
+    # few surviving anchors: reducing the strided (N, C) view costs several times more.
+    cand = np.flatnonzero(out[4:].max(axis=0) >= thresholds.min())
+    rows = out[:, cand].T
+    return _decode_rows(rows[:, :4], rows[:, 4:], None, thresholds, iou=iou, max_det=max_det)
 
 
 def decode_anchor_free_t(out: F32, thresholds: F32, iou: float, max_det: int = 300) -> Decoded:

@@ -209,6 +209,11 @@ class Detector:
             self._frame_ms.append((t3 - t0) * 1000)
         return dets
 
+    @property
+    def session(self) -> Any:
+        """The onnxruntime session (benchmarks run it directly on prepared tensors)."""
+        return self._session
+
     def class_name(self, class_id: int) -> str:
         return self.names[class_id] if 0 <= class_id < len(self.names) else f"class{class_id}"
 
