@@ -34,10 +34,10 @@ LAST_BOX_WEIGHT = 0.8
 @dataclass(frozen=True)
 class TrackerParams:
     high_score: float = 0.5  # a detection this good may start a track
-    match_iou: float = 0.2  # stage 1: least IoU with a predicted box
+    match_iou: float = 0.1  # stage 1: least IoU with a predicted box
     low_match_iou: float = 0.4  # stage 2 (weak detections): stricter
     min_hits: int = 3  # hits before a track is confirmed (reported)
-    lost_s: float = 2.0  # missed this long ...
+    lost_s: float = 3.0  # missed this long ...
     lost_frames: int = 3  # ... and this many updates: the track is dropped
     max_extrapolate_s: float = 1.0  # never coast a box on its velocity longer than this
 

@@ -1,0 +1,78 @@
+"""Snapshots that may leave the device: privacy masks first, then encode, size-capped.
+
+Masks are painted black on a copy of the full frame before anything else (crop, blur,
+JPEG), so no masked pixel can reach the encoder.  Optional person blur is applied to the
+given boxes.  The JPEG quality is lowered, then the picture scaled down, until the bytes
+fit ``max_bytes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["SnapshotError", "encode_snapshot", "mask_frame"]
+
+U8 = npt.NDArray[np.uint8]
+Polygon = Sequence[tuple[float, float]]
+QUALITIES = (85, 70, 55, 40, 30)
+MIN_WIDTH = 64
+
+
+class SnapshotError(Exception):
+    """The picture cannot be encoded within the size cap."""
+
+
+def mask_frame(frame: U8, masks: Sequence[Polygon]) -> U8:
+    """A copy of ``frame`` with each normalised polygon filled black."""
+    out = frame.copy()
+    h, w = frame.shape[:2]
+    for poly in masks:
+        pts = np.array([[round(x * (w - 1)), round(y * (h - 1))] for x, y in poly], np.int32)
+        cv2.fillPoly(out, [pts], (0, 0, 0))
+    return out
+
+
+def _blur(img: U8, boxes: npt.NDArray[np.float32]) -> None:
+    h, w = img.shape[:2]
+    clipped = np.clip(boxes, 0, [w, h, w, h]).astype(np.int64)
+    for x1, y1, x2, y2 in clipped.tolist():
+        if x2 - x1 < 2 or y2 - y1 < 2:
+            continue
+        k = max(3, (min(x2 - x1, y2 - y1) // 3) | 1)  # odd kernel, a third of the box
+        img[y1:y2, x1:x2] = cv2.GaussianBlur(img[y1:y2, x1:x2], (k, k), 0)
+
+
+def encode_snapshot(
+    frame: U8,
+    *,
+    masks: Sequence[Polygon] = (),
+    blur_boxes: npt.NDArray[np.float32] | None = None,
+    crop: tuple[float, float, float, float] | None = None,
+    max_bytes: int = 150_000,
+) -> bytes:
+    """JPEG of ``frame`` (BGR), masked, optionally blurred and cropped, within ``max_bytes``.
+
+    ``blur_boxes`` are (N, 4) frame pixels; ``crop`` is a normalised x1, y1, x2, y2.
+    """
+    img = mask_frame(frame, masks)
+    if blur_boxes is not None and len(blur_boxes):
+        _blur(img, blur_boxes)
+    if crop is not None:
+        h, w = img.shape[:2]
+        x1, y1 = int(crop[0] * w), int(crop[1] * h)
+        x2, y2 = max(int(crop[2] * w), x1 + 1), max(int(crop[3] * h), y1 + 1)
+        img = img[y1:y2, x1:x2]
+    while True:
+        for q in QUALITIES:
+            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, q])
+            if ok and buf.size <= max_bytes:
+                return bytes(buf.tobytes())
+        if img.shape[1] <= MIN_WIDTH:
+            raise SnapshotError(f"cannot fit a snapshot in {max_bytes} bytes")
+        new_w = max(MIN_WIDTH, int(img.shape[1] * 0.7))
+        new_h = max(1, round(img.shape[0] * new_w / img.shape[1]))
+        img = np.asarray(cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_AREA), np.uint8)
