@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "agent.cli",
     "agent.mqtt.cli",
     "agent.detect.cli",
+    "agent.bell.cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]

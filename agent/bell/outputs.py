@@ -13,7 +13,7 @@ from collections import deque
 from typing import Any, Protocol
 
 from agent.bell.inputs.gpio import find_chip, import_gpiod
-from agent.bell.inputs.modbus import ModbusLine
+from agent.bell.inputs.modbus import PORT_ERRORS, ModbusLine
 from agent.bell.machine import BellSignal
 from agent.bell.modbus import ModbusError
 from agent.config import BellConfig, GpiodInput, OutputsConfig
@@ -189,7 +189,7 @@ class ModbusOutputs:
         except ModbusError as exc:
             self.errors += 1
             raise OutputError(f"coil write failed: {exc}") from None
-        except OSError as exc:
+        except PORT_ERRORS as exc:
             self.errors += 1
             self.line.broken()
             raise OutputError(f"serial port failed: {exc}") from None

@@ -108,6 +108,7 @@ class BellPanel:
         if any(s.kind == "activated" for s in out):
             self.outputs.activate(max(s.t for s in out if s.kind == "activated"))
         out += self.outputs.tick(t)
+        out.sort(key=lambda s: s.t)  # several sources: report in the order things happened
         test = self.machine.in_test
         return [dataclasses.replace(s, test=True) if test and not s.test else s for s in out]
 

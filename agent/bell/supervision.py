@@ -98,7 +98,9 @@ class SupervisedLoop:
             "open": "line_open",
             "short": "line_short",
         }
-        return [BellSignal(kinds[v], t, "loop", why=self.state) for v, t in changes]
+        return [
+            BellSignal(kinds[v], t, "loop", why=self.state if v == "ok" else v) for v, t in changes
+        ]
 
 
 class AuxInput:

@@ -11,6 +11,7 @@ reopened (at most once a second) when it disappears, e.g. a USB adapter unplugge
 from __future__ import annotations
 
 import logging
+import termios
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,12 +28,14 @@ from agent.bell.inputs.base import (
 from agent.bell.modbus import ModbusClient, ModbusError, SerialLike
 from agent.config import BellConfig, ModbusInput
 
-__all__ = ["ModbusBackend", "ModbusLine", "open_serial"]
+__all__ = ["PORT_ERRORS", "ModbusBackend", "ModbusLine", "open_serial"]
 
 log = logging.getLogger(__name__)
 
 REOPEN_EVERY_S = 1.0
 MAX_SPAN = 64  # inputs further apart than this are read with separate requests
+# A vanished adapter shows as SerialException (an OSError) or, from tcflush, termios.error.
+PORT_ERRORS = (OSError, termios.error)
 
 
 def open_serial(mb: ModbusInput) -> SerialLike:
@@ -72,7 +75,7 @@ class ModbusLine:
         """First open: a missing or busy port is a configuration problem, said clearly."""
         try:
             self._connect()
-        except (OSError, ValueError) as exc:  # serial.SerialException is an OSError
+        except (*PORT_ERRORS, ValueError) as exc:  # SerialException is an OSError
             raise BellInputError(
                 f"bell.modbus.port: cannot open {self.mb.port} ({exc}); check the RS-485 "
                 "adapter is plugged in and the agent may use it (group dialout)"
@@ -91,7 +94,7 @@ class ModbusLine:
             self._next_open = now + REOPEN_EVERY_S
             try:
                 self._connect()
-            except (OSError, ValueError) as exc:
+            except (*PORT_ERRORS, ValueError) as exc:
                 raise ModbusError(f"cannot reopen {self.mb.port}: {exc}") from None
             self.reopens += 1
             log.info("bell: reopened serial port %s", self.mb.port)
@@ -184,7 +187,7 @@ class ModbusBackend:
             values = self._read(client)
         except ModbusError as exc:
             return self._failed(exc)
-        except OSError as exc:  # serial.SerialException: the adapter went away
+        except PORT_ERRORS as exc:  # the adapter went away
             self.line.broken()
             return self._failed(exc)
         t = self.clock()
