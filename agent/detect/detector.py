@@ -141,6 +141,13 @@ class Detector:
         self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
         self.dynamic = fixed_hw is None
         self.letterbox = Letterbox(fixed_hw, cfg.input_size, _stride(self.metadata))
+        if fixed_hw is not None and cfg.input_size != max(fixed_hw):
+            log.info(
+                "detector: %s has a fixed %dx%d input; detection.input_size %d does not apply",
+                self.path.name,
+                *fixed_hw,
+                cfg.input_size,
+            )
         warm_hw = fixed_hw or (cfg.input_size, cfg.input_size)
         self.input_shape: tuple[int, int, int, int] = (1, 3, *warm_hw)
         out = self._warm_up(np.zeros(self.input_shape, dtype=np.float32))
