@@ -12,6 +12,7 @@ import pytest
 from agent import assets
 from agent.config import DetectionConfig
 from agent.detect import Detections, Detector, ModelError
+from agent.detect.labels import names_from_metadata
 
 
 @pytest.fixture(scope="module")
@@ -228,3 +229,13 @@ def test_unknown_output_shape_names_it(tmp_path: Path) -> None:
     model = tiny_model(tmp_path / "odd2.onnx", np.zeros((1, 4, 9), np.float32))
     with pytest.raises(ModelError, match=r"\[1, 4, 9\] matches no known layout"):
         Detector(DetectionConfig(model=str(model)))
+
+
+def test_metadata_names_parsed_as_literals_only() -> None:
+    assert names_from_metadata({"names": "{0: 'person', 2: 'car'}"}) == ["person", "class1", "car"]
+    assert names_from_metadata({"names": "['a', 'b']"}) == ["a", "b"]
+    assert names_from_metadata({}) is None
+    # Code in a model file is never run: not a literal, so no names (and no side effect).
+    assert names_from_metadata({"names": "__import__('os').getcwd()"}) is None
+    assert names_from_metadata({"names": "{0: 'a'"}) is None
+    assert names_from_metadata({"names": "{-1: 'a'}"}) is None
