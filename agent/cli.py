@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "agent.mqtt.cli",
     "agent.detect.cli",
     "agent.bell.cli",
+    "agent.field.cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]
