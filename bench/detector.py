@@ -142,14 +142,23 @@ def rounds(steps: dict[str, Callable[[], None]], frames: int, per_round: int) ->
 
 
 def table(title: str, tallies: dict[str, Tally], limit: str) -> None:
-    base = tallies[limit].fps
+    """Rates and two ratios to the limit: by wall time, and by CPU time per frame (the
+    steadier one when other processes share the cores)."""
+    base = tallies[limit]
+    base_cpu = base.cpu / base.frames if base.frames else float("nan")
     print(f"\n{title}")
-    print(f"  {'pipeline':<36} {'frames/s':>9} {'ms/frame':>9} {'CPU ms/frame':>13} {'ratio':>7}")
+    print(
+        f"  {'pipeline':<36} {'frames/s':>9} {'ms/frame':>9} {'CPU ms/frame':>13}"
+        f" {'ratio':>6} {'CPU ratio':>10}"
+    )
     for t in tallies.values():
         ms = 1000 / t.fps if t.fps else float("nan")
-        cpu = 1000 * t.cpu / t.frames if t.frames else float("nan")
-        ratio = t.fps / base if base else float("nan")
-        print(f"  {t.name:<36} {t.fps:>9.1f} {ms:>9.1f} {cpu:>13.1f} {ratio:>7.2f}")
+        cpu = t.cpu / t.frames if t.frames else float("nan")
+        ratio = t.fps / base.fps if base.fps else float("nan")
+        print(
+            f"  {t.name:<36} {t.fps:>9.1f} {ms:>9.1f} {1000 * cpu:>13.1f}"
+            f" {ratio:>6.2f} {base_cpu / cpu:>10.2f}"
+        )
         for note in t.notes:
             print(f"      {note}")
 
