@@ -269,6 +269,7 @@ class SimulatorBackend:
         for line in lines:
             self._reply(conn, self._command(line))
         if len(rest) > MAX_LINE:
+            self.rejected += 1
             self._reply(conn, f"error line longer than {MAX_LINE} bytes")
             self._drop(conn)
             return
