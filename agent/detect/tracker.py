@@ -37,6 +37,7 @@ class TrackerParams:
     match_iou: float = 0.1  # stage 1: least IoU with a predicted box
     low_match_iou: float = 0.4  # stage 2 (weak detections): stricter
     min_hits: int = 3  # hits before a track is confirmed (reported)
+    tentative_misses: int = 1  # a detector dropout does not kill a new track
     lost_s: float = 3.0  # missed this long ...
     lost_frames: int = 3  # ... and this many updates: the track is dropped
     max_extrapolate_s: float = 1.0  # never coast a box on its velocity longer than this
@@ -208,8 +209,8 @@ class Tracker:
         for tr in self._tracks:
             if not tr.confirmed and tr.hits >= p.min_hits:
                 tr.confirmed = True
-            if not tr.confirmed and tr.misses > 0:
-                continue  # a tentative track must be seen in consecutive frames
+            if not tr.confirmed and tr.misses > p.tentative_misses:
+                continue  # a tentative track must be seen (almost) every frame
             if tr.misses >= p.lost_frames and t - tr.last_hit >= p.lost_s:
                 continue
             keep.append(tr)

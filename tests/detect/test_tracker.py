@@ -112,3 +112,14 @@ def test_input_is_not_mutated_and_empty_frames_work() -> None:
         tr.update(d, i * 0.2)
     np.testing.assert_array_equal(d.track_ids, before)
     assert len(tr.update(Detections.empty(), 1.0)) == 0
+
+
+def test_new_track_survives_a_detector_dropout() -> None:
+    tr = Tracker(TrackerParams(min_hits=3))
+    reported = []
+    for i in range(9):
+        row = (i * 5, 0, i * 5 + 30, 80, 0.9, 0)
+        out = tr.update(dets(row) if i % 3 != 2 else dets(), i * 0.2)
+        reported += out.track_ids.tolist()
+    assert tr.created == 1
+    assert set(reported) == {1}
