@@ -88,7 +88,11 @@ class CommandService:
             self._queue.put_nowait((topic, payload, size))
         except queue.Full:
             self.counts["queue_full"] += 1
-            self._log_limited("queue_full", "commands: queue full, message dropped (a flood?)")
+            self._log_limited(
+                "queue_full",
+                "commands: queue full, message dropped (%d so far)",
+                self.counts["queue_full"],
+            )
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -128,11 +132,21 @@ class CommandService:
                 except queue.Empty:
                     continue
                 self._handle(*message)
+            self._drain()
         except Exception:
             log.exception("commands thread crashed; commands are no longer answered")
             raise
 
-    def _handle(self, topic: str, payload: bytes, size: int) -> None:
+    def _drain(self) -> None:
+        # Stopping (or reloading): what is still queued gets its one answer, not run.
+        while True:
+            try:
+                message = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            self._handle(*message, run=False)
+
+    def _handle(self, topic: str, payload: bytes, size: int, *, run: bool = True) -> None:
         try:
             verdict = self.gate.check(topic, payload, size, now_ms(), time.monotonic())
         except Exception:  # a bug in a check must not end the thread
@@ -143,8 +157,11 @@ class CommandService:
             self._drop(verdict.reason, verdict.detail)
         elif isinstance(verdict, Rejected):
             self._answer(verdict.name, verdict.req, Outcome.rejected(verdict.why))
-        else:
+        elif run:
             self._answer(verdict.spec.name, verdict.req, self._execute(verdict))
+        else:
+            why = "the agent is stopping or reloading; not run, send it again"
+            self._answer(verdict.spec.name, verdict.req, Outcome.failed(why))
 
     def _execute(self, cmd: Accepted) -> Outcome:
         log.info(
@@ -160,7 +177,7 @@ class CommandService:
         self.counts[out.res] += 1
         if out.res == "rejected":
             kind = f"rejected:{(out.why or '').split(':')[0][:40]}"
-            self._log_limited(kind, f"command {name} (req {req}) rejected: {out.why}")
+            self._log_limited(kind, "command %s (req %s) rejected: %s", name, req, out.why)
             if not self._answers.take(time.monotonic()):
                 self._drop("answers_limited", "too many rejections to answer")
                 return
@@ -174,14 +191,16 @@ class CommandService:
     def _drop(self, reason: str, detail: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
         if reason != "probe":
-            self._log_limited(reason, f"commands: message dropped ({reason}): {detail}")
+            count = self.dropped[reason]
+            self._log_limited(
+                reason, "commands: message dropped (%s): %s (%d so far)", reason, detail, count
+            )
 
-    def _log_limited(self, key: str, line: str) -> None:
+    def _log_limited(self, key: str, template: str, *args: Any) -> None:
         # A flood must not flood the journal: one line per kind a minute, with the count.
         now = time.monotonic()
         if now - self._last_log.get(key, -LOG_EVERY_S) >= LOG_EVERY_S:
-            self._last_log[key] = now
             if len(self._last_log) > 256:
                 self._last_log.clear()
-            total = self.counts["queue_full"] if key == "queue_full" else self.dropped.get(key)
-            log.warning("%s%s", line, f" ({total} so far)" if total else "")
+            self._last_log[key] = now
+            log.warning(template, *args)
