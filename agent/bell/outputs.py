@@ -181,18 +181,22 @@ class ModbusOutputs:
             self.line.open()
 
     def set(self, on: bool) -> None:
-        try:
-            client = self.line.client()
-            for coil in self.coils:
-                client.write_single_coil(self.unit, coil, on)
-                self.writes += 1
-        except ModbusError as exc:
-            self.errors += 1
-            raise OutputError(f"coil write failed: {exc}") from None
-        except PORT_ERRORS as exc:
-            self.errors += 1
-            self.line.broken()
-            raise OutputError(f"serial port failed: {exc}") from None
+        for attempt in (1, 2):
+            try:
+                client = self.line.client()
+                for coil in self.coils:
+                    client.write_single_coil(self.unit, coil, on)
+                    self.writes += 1
+            except ModbusError as exc:
+                self.errors += 1
+                raise OutputError(f"coil write failed: {exc}") from None
+            except PORT_ERRORS as exc:
+                self.errors += 1
+                self.line.broken()  # reopened by the second attempt
+                if attempt == 2:
+                    raise OutputError(f"serial port failed: {exc}") from None
+            else:
+                return
 
     def close(self) -> None:
         if self.own_line:

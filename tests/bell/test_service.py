@@ -87,6 +87,13 @@ def wait_events(
         time.sleep(0.02)
 
 
+def wait_for(cond: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
 def has(*kinds: str) -> Callable[[list[BellEvent]], bool]:
     return lambda evs: all(k in [e.ev for e in evs] for k in kinds)
 
@@ -250,10 +257,11 @@ def test_modbus_press_and_dead_module_through_the_thread(
         make_service(cfg)
         module.inputs[0] = True
         wait_events(spool, has("activated"))
-        assert module.coils == {0: True, 1: True}
+        # the event goes to the spool first, then the coils are switched
+        wait_for(lambda: module.coils == {0: True, 1: True})
         module.inputs[0] = False
         wait_events(spool, has("released", "outputs_off"))
-        assert module.coils == {0: False, 1: False}
+        wait_for(lambda: module.coils == {0: False, 1: False})
         module.mode = "dead"
         wait_events(spool, has("comm_fault"))
         module.mode = "ok"

@@ -86,15 +86,15 @@ class ModbusLine:
         self._client = ModbusClient(self._port, self.mb.baudrate)
 
     def client(self) -> ModbusClient:
-        """The client; reopens a broken port (rate-limited). Raises ModbusError if closed."""
+        """The client; reopens a broken port (failed reopens rate-limited). ModbusError if not."""
         if self._client is None:
             now = self.clock()
             if now < self._next_open:
                 raise ModbusError(f"serial port {self.mb.port} is closed")
-            self._next_open = now + REOPEN_EVERY_S
             try:
                 self._connect()
             except (*PORT_ERRORS, ValueError) as exc:
+                self._next_open = now + REOPEN_EVERY_S
                 raise ModbusError(f"cannot reopen {self.mb.port}: {exc}") from None
             self.reopens += 1
             log.info("bell: reopened serial port %s", self.mb.port)
@@ -102,9 +102,12 @@ class ModbusLine:
         return self._client
 
     def broken(self) -> None:
-        """The port failed at the OS level: close it so that the next use reopens it."""
+        """The port failed at the OS level: close it; the next use reopens it.
+
+        A real unplugged adapter fails the reopen (then retried once a second); a transient
+        (pyserial's "readiness to read but returned no data") costs one poll.
+        """
         self.close()
-        self._next_open = self.clock() + REOPEN_EVERY_S
 
     def close(self) -> None:
         port, self._port, self._client = self._port, None, None
