@@ -162,7 +162,12 @@ def _download_deb(asset: Asset, work: Path) -> Path:
             "`pole-agent assets fetch` again"
         )
     out = work / asset.filename
-    dpkg = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(debs[0])], stdout=subprocess.PIPE)
+    # We stop reading once the member is out, which makes dpkg-deb complain of a broken pipe.
+    dpkg = subprocess.Popen(
+        ["dpkg-deb", "--fsys-tarfile", str(debs[0])],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     assert dpkg.stdout is not None
     with tarfile.open(fileobj=dpkg.stdout, mode="r|") as tar:
         for member in tar:
