@@ -58,13 +58,21 @@ def site_config(folder: Path, port: int, **commands: Any) -> dict[str, Any]:
 class Unit:
     """Broker + agent + centre; ``close()`` stops all three."""
 
-    def __init__(self, folder: Path, **commands: Any) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        broker: dict[str, Any] | None = None,
+        centre: tuple[str, str] | None = None,
+        **commands: Any,
+    ) -> None:
         self.folder = folder
-        self.broker = LocalBroker(folder / "broker", persistence=False).start()
+        self.broker = LocalBroker(folder / "broker", persistence=False, **(broker or {})).start()
         self.site = folder / "site.yaml"
         self.config = site_config(folder, self.broker.port, **commands)
         self.write_site(self.config)
-        self.centre = Centre(self.broker.port)
+        user, password = centre or (None, None)
+        self.centre = Centre(self.broker.port, username=user, password=password)
         self.log = folder / "agent.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agent", "run", str(self.site)],
