@@ -298,7 +298,7 @@ class OutputsConfig(Strict):
 
 class PresetConfig(Strict):
     camera: str = Field(pattern=ID_PATTERN, description="Camera that turns to the bell.")
-    onvif_url: str = Field(description="ONVIF PTZ service URL.")
+    onvif_url: str = Field(pattern=r"^https?://", description="ONVIF PTZ service URL.")
     profile_token: str = Field(default="Profile_1", description="ONVIF media profile token.")
     preset: str = Field(min_length=1, description="Preset token that shows the bell.")
     username: str = Field(default="", description="ONVIF user.")

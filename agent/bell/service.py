@@ -24,6 +24,7 @@ from agent.bell.inputs import BellInputError, InputBackend, Waker, make_backend
 from agent.bell.machine import BellSignal
 from agent.bell.outputs import OutputDriver, OutputError, make_outputs
 from agent.bell.panel import BellPanel
+from agent.bell.preset import PresetMover
 from agent.config import BellConfig, DeviceConfig
 from agent.events import BellEvent, now_ms
 from agent.outbox import Outbox
@@ -61,6 +62,7 @@ class BellService:
         self.waker = Waker()
         self.backend: InputBackend = make_backend(cfg, waker=self.waker)
         self.outputs: OutputDriver = make_outputs(cfg, getattr(self.backend, "line", None))
+        self.preset = PresetMover(cfg.preset) if cfg.preset is not None else None
         self._commands: queue.Queue[Command] = queue.Queue(maxsize=64)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -87,6 +89,13 @@ class BellService:
         except (OutputError, BellInputError) as exc:
             self.backend.close()
             raise BellError(f"bell outputs: {exc}") from None
+        if self.preset is not None:
+            try:
+                self.preset.start()
+            except OSError as exc:
+                self.backend.close()
+                self.outputs.close()
+                raise BellError(f"bell.preset.password_file: cannot read it: {exc}") from None
         self._publish_state()
         self._thread = threading.Thread(target=self._run, name="bell", daemon=True)
         self._thread.start()
@@ -101,10 +110,14 @@ class BellService:
             if self._thread.is_alive():
                 log.error("bell: thread did not stop within %.1f s", timeout)
                 return
+        if self.preset is not None:
+            self.preset.stop(timeout)
         self.waker.close()
 
     def threads(self) -> list[threading.Thread]:
-        return [self._thread] if self._thread is not None else []
+        """The bell thread, and the camera preset helper when configured."""
+        helpers = self.preset.threads() if self.preset is not None else []
+        return ([self._thread] if self._thread is not None else []) + helpers
 
     def last_progress(self) -> float:
         return self._progress
@@ -193,12 +206,12 @@ class BellService:
         if sig.kind in LOC_KINDS:
             d = self.device
             fields["loc"] = {"pole": d.pole, "lat": d.latitude, "lon": d.longitude}
-        if sig.kind == "activated" and self.cfg.preset is not None:
-            fields["preset"] = self.cfg.preset.preset
         event = self.outbox.stamper.bell(**fields)
         if sig.kind == "activated":
             self.last_activation = ts
             event = self._with_snapshot(event)
+            if self.preset is not None and self.preset.request(event.id):
+                event = event.model_copy(update={"preset": self.preset.cfg.preset})
         if self.outbox.emit(event):
             self.events += 1
         else:
@@ -257,4 +270,5 @@ class BellService:
             "events": self.events,
             "emit_failed": self.emit_failed,
             "alive": self.crashed is None,
+            **({"preset": self.preset.facts()} if self.preset is not None else {}),
         }
