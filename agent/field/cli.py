@@ -98,6 +98,37 @@ def _cmd_provision(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    import logging
+    import os
+
+    from agent.field.doctor import (
+        default_credentials,
+        passed,
+        render_json,
+        render_text,
+        run_doctor,
+    )
+
+    config = Path(args.config)
+    creds = args.credentials or os.environ.get("CREDENTIALS_DIRECTORY")
+    creds = creds or default_credentials(config)
+    if creds:
+        # The site file names its secrets as systemd credentials; outside systemd they are
+        # read from the provisioned folder next to it.
+        os.environ["CREDENTIALS_DIRECTORY"] = str(creds)
+    if not args.verbose_checks:
+        logging.getLogger().setLevel(logging.ERROR)  # the report is the output, not logs
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # read when cv2 is first imported
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    checks = run_doctor(config, outputs=args.outputs)
+    if args.json:
+        print(render_json(checks, config))
+    else:
+        print(render_text(checks, colour=sys.stdout.isatty()))
+    return 0 if passed(checks) else 1
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "provision",
@@ -134,3 +165,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--config-dir", default="/etc/pole-agent", help="config folder on the unit")
     p.add_argument("--no-input", action="store_true", help="never prompt")
     p.set_defaults(func=_cmd_provision)
+
+    p = sub.add_parser(
+        "doctor",
+        help="check a unit: config, model, cameras, bell, outputs, broker, clock, disk",
+        description="One PASS/FAIL line per check, with what to do on failure; exit 0 only "
+        "if nothing fails. Runs without the agent (stop the agent first on hardware whose "
+        "inputs it holds).",
+    )
+    p.add_argument("config", help="the unit's site file, e.g. /etc/pole-agent/site.yaml")
+    p.add_argument("--json", action="store_true", help="a JSON report for the installer")
+    p.add_argument("--outputs", action="store_true", help="also pulse strobe and siren (loud!)")
+    p.add_argument(
+        "--credentials", help="folder of the unit's credentials (default: next to the config)"
+    )
+    p.add_argument("--verbose-checks", action="store_true", help="show the parts' log lines")
+    p.set_defaults(func=_cmd_doctor)
