@@ -7,6 +7,7 @@ outside, as the centre would.
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 
 @dataclass
@@ -36,13 +39,17 @@ class Centre:
         *,
         username: str | None = None,
         password: str | None = None,
-        client_id: str = "",
+        client_id: str | None = None,
         tls: dict[str, Any] | None = None,
     ) -> None:
         self.messages: list[Received] = []
         self._cond = threading.Condition()
+        # A persistent session (fixed id, no clean start, long expiry), so that what the
+        # agent publishes while the centre reconnects after a broker restart is queued for it.
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"centre-{secrets.token_hex(4)}",
+            protocol=mqtt.MQTTv5,
         )
         if username:
             self.client.username_pw_set(username, password)
@@ -53,7 +60,9 @@ class Centre:
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
-        self.client.connect("127.0.0.1", port)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        self.client.connect("127.0.0.1", port, clean_start=False, properties=props)
         self.client.loop_start()
         if not self._subscribed.wait(10):
             raise RuntimeError("centre could not subscribe")
