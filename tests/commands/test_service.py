@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from agent.commands.auth import make_request
-from tests.commands.unit import DEVICE_KEY, SECRET, TOPICS, Unit
+from tests.commands.unit import DEVICE_KEY, ROOT, SECRET, TOPICS, Unit
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +206,37 @@ def test_rate_limit(tmp_path: Path) -> None:
     try:
         results = [u.send("ping").res for _ in range(5)]
         assert results == ["ok", "ok", "ok", "rejected", "rejected"]
+    finally:
+        u.close()
+
+
+def test_snapshot_and_arming_with_a_camera(tmp_path: Path) -> None:
+    """The sample video as the camera (detection off: only capture, rules and snapshots)."""
+    camera = {"id": "cam1", "source": "sample", "loop": True, "fps": 5}
+    dev_sim = yaml.safe_load((ROOT / "firmware_configs/dev-sim.yaml").read_text())
+    camera |= {k: dev_sim["cameras"][0][k] for k in ("zones", "rules", "privacy_masks")}
+    u = Unit(tmp_path, site={"cameras": [camera], "detection": {"enabled": False}})
+    try:
+        deadline = time.monotonic() + 15
+        while True:  # the first frames take a moment after start
+            res = u.send("snapshot", {"camera": "cam1"})
+            if res.res == "ok" or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert res.res == "ok", res.why
+        assert res.data is not None
+        jpeg = u.centre.on_topic(f"/snapshot/{res.data['snap']}")[0]
+        assert res.data["topic"] == jpeg.topic
+        assert jpeg.payload[:3] == b"\xff\xd8\xff"  # a JPEG
+        assert u.send("snapshot", {"camera": "cam9"}).res == "rejected"
+        res = u.send("disarm", {"name": "walkway", "for_s": 600})
+        assert res.res == "ok"
+        assert res.data == {"name": "walkway", "armed": False, "for_s": 600.0}
+        assert u.send("arm", {"name": "walkway-intrusion"}).res == "ok"
+        res = u.send("arm", {"name": "nowhere"})
+        assert res.res == "rejected"
+        assert res.why is not None
+        assert "walkway-crowd" in res.why  # the known names are listed
     finally:
         u.close()
 

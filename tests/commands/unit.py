@@ -64,12 +64,13 @@ class Unit:
         *,
         broker: dict[str, Any] | None = None,
         centre: tuple[str, str] | None = None,
+        site: dict[str, Any] | None = None,
         **commands: Any,
     ) -> None:
         self.folder = folder
         self.broker = LocalBroker(folder / "broker", persistence=False, **(broker or {})).start()
         self.site = folder / "site.yaml"
-        self.config = site_config(folder, self.broker.port, **commands)
+        self.config = {**site_config(folder, self.broker.port, **commands), **(site or {})}
         self.write_site(self.config)
         user, password = centre or (None, None)
         self.centre = Centre(self.broker.port, username=user, password=password)
