@@ -80,7 +80,8 @@ class Waker:
         return self._r
 
     def set(self) -> None:
-        with contextlib.suppress(BlockingIOError):  # already full: a wake is pending anyway
+        # Full: a wake is pending anyway. Closed (-1, EBADF): the service has stopped.
+        with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._w, b"\0")
 
     def clear(self) -> None:
@@ -96,6 +97,9 @@ class Waker:
         return bool(ready)
 
     def close(self) -> None:
-        for fd in (self._r, self._w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        # Once only: closing a number twice could close a descriptor reused by someone else.
+        fds, self._r, self._w = (self._r, self._w), -1, -1
+        for fd in fds:
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
