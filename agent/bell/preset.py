@@ -131,6 +131,10 @@ class PresetMover:
                 log.error(
                     "bell: camera preset %s for %s failed: %s", self.cfg.preset, event_id, exc
                 )
+            except Exception as exc:  # the runner counts this thread as the bell's: stay up
+                self.failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"[:200]
+                log.exception("bell: camera preset request crashed")
             else:
                 self.moves += 1
                 log.info("bell: camera %s moved to preset %s", self.cfg.camera, self.cfg.preset)
