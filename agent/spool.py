@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import sqlite3
 import threading
 import time
@@ -89,6 +90,8 @@ class Spool:
         self.dropped: dict[int, int] = {int(p): 0 for p in Priority}
         self._load_dropped()
         self.disk_full = False
+        self.full_episodes = 0
+        self._full_logged = -1e9
         self._ballast = self.path.with_name(self.path.name + ".ballast")
         self._make_ballast()
 
@@ -124,14 +127,20 @@ class Spool:
             db.executescript(_SCHEMA)
         return db
 
-    def _make_ballast(self) -> None:
+    def _make_ballast(self) -> bool:
+        """Reserve room to release when the disk fills; False while there is none to spare."""
         if self._ballast.exists():
-            return
+            return True
         try:
+            # statvfs first: a write doomed to fail would only cost the bell thread time.
+            if shutil.disk_usage(self._ballast.parent).free < BALLAST_BYTES + 65536:
+                return False
             with self._ballast.open("wb") as f:
                 f.write(b"\0" * BALLAST_BYTES)
         except OSError:
             self._ballast.unlink(missing_ok=True)
+            return False
+        return True
 
     # ------------------------------------------------------------------ writing
     def add_listener(self, fn: Callable[[], None]) -> None:
@@ -167,7 +176,12 @@ class Spool:
                 self._recount()
                 if "full" not in str(exc) or attempt == 2:
                     raise SpoolError(f"spool {self.path}: {exc}") from exc
-                self._make_room(len(row[2]))
+                try:
+                    self._make_room(len(row[2]))
+                except sqlite3.OperationalError as again:
+                    raise SpoolError(
+                        f"spool {self.path}: the disk is full and no room could be made: {again}"
+                    ) from again
             else:
                 if self.disk_full and attempt == 0:
                     self.disk_full = False
@@ -198,13 +212,23 @@ class Spool:
     def _make_room(self, need: int) -> None:
         """The file system is full: release the ballast, drop the least important rows."""
         self.disk_full = True
-        log.error("spool: the file system of %s is full; dropping low-priority rows", self.path)
+        self.full_episodes += 1
+        if time.monotonic() - self._full_logged > 60:  # a full disk must not flood the journal
+            self._full_logged = time.monotonic()
+            log.error(
+                "spool: the file system of %s is full (%d times so far); dropping low-priority"
+                " rows",
+                self.path,
+                self.full_episodes,
+            )
         self._ballast.unlink(missing_ok=True)
         target = max(need * 4, 256 * 1024)
         freed = 0
         for pri in sorted((p for p in self._rows if p != Priority.ALARM), reverse=True):
             while freed < target and self._rows[pri] > 0:
                 freed += self._drop_oldest(pri, 64)
+        # TRUNCATE gives the WAL's blocks back to the file system; the ballast takes them on
+        # the next good put, so the next full disk again finds room to delete in.
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _drop_oldest(self, pri: int, n: int) -> int:

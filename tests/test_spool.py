@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -277,3 +279,75 @@ def test_a_database_with_damaged_pages_is_moved_aside(tmp_path: Path) -> None:
     assert len(fresh) == 0
     fresh.put("t", b"x", P.ALARM)
     assert len(fresh) == 1
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A real 12 MB file system (tmpfs), so that the disk really fills; needs root."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mnt)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_full_disk_drops_objects_keeps_every_alarm_and_logs_rarely(
+    small_fs: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = Spool(small_fs / "s.db")
+    assert (small_fs / "s.db.ballast").exists()
+    alarms = []
+    with caplog.at_level(logging.WARNING, logger="agent.spool"):
+        for i in range(60_000):  # about 14 MB of rows into 12 MB, again and again
+            pri = P.ALARM if i % 10 == 0 else P.OBJECT
+            rid = spool.put("t", b"%d" % i + b"." * 200, pri)  # never raises here
+            if pri == P.ALARM:
+                alarms.append(rid)
+    assert spool.full_episodes > 10
+    assert spool.stats()["dropped"]["object"] > 10_000  # type: ignore[index]
+    assert set(alarms) <= {r.id for r in spool.next_batch(1_000_000)}
+    full = [r for r in caplog.records if "is full" in r.getMessage()]
+    assert len(full) == 1  # not once per episode
+    assert str(small_fs / "s.db") in full[0].getMessage()
+    spool.close()
+    again = Spool(small_fs / "s.db")
+    assert set(alarms) <= {r.id for r in again.next_batch(1_000_000)}
+    again.close()
+
+
+def put_alarms_until_refused(spool: Spool, ids: list[int]) -> None:
+    for i in range(200_000):
+        ids.append(spool.put("t", b"%d" % i + b"." * 200, P.ALARM))  # noqa: PERF401 - keep each id as it returns
+
+
+def test_a_disk_filled_by_someone_else_gives_spool_error_and_keeps_what_was_put(
+    small_fs: Path,
+) -> None:
+    spool = Spool(small_fs / "s.db")
+    filler = small_fs / "other.log"  # another program's log takes every free block
+    with filler.open("ab") as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"x" * 65536)
+            f.flush()
+    alarms: list[int] = []
+    # The ballast is released and alarms go on; once it is used up: SpoolError, not a
+    # raw sqlite3 error that would kill the bell thread.
+    with pytest.raises(SpoolError, match="full") as info:
+        put_alarms_until_refused(spool, alarms)
+    assert str(small_fs / "s.db") in str(info.value)
+    assert len(alarms) > 100  # the WAL takes most of the ballast (whole pages per commit)
+    assert spool.stats()["disk_full"] is True
+    filler.unlink()
+    spool.close()
+    again = Spool(small_fs / "s.db")
+    assert set(alarms) <= {r.id for r in again.next_batch(1_000_000)}
+    again.put("t", b"after", P.ALARM)  # room again: the spool works
+    again.close()
