@@ -31,7 +31,7 @@ def ping(ctx: Context, args: PingArgs) -> Outcome:
     data: dict[str, Any] = {
         "ver": __version__,
         "boot": ctx.outbox.stamper.boot_id,
-        "up": round(time.monotonic() - ctx.started, 1),
+        "up": round(time.monotonic() - getattr(ctx.runner, "started", ctx.started), 1),
         "cfg": config_hash(ctx.cfg),
     }
     if args.echo is not None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -249,3 +251,29 @@ def test_without_a_key_everything_is_refused(tmp_path: Path) -> None:
         assert res.why == "commands are disabled on this unit: no commands.key_file configured"
     finally:
         u.close()
+
+
+# --------------------------------------------------------------------------- the operator's tool
+def _send_cli(unit: Unit, *args: str, key: bool = True) -> subprocess.CompletedProcess[str]:
+    (unit.folder / "cmd.key").write_text(DEVICE_KEY.hex())
+    cmd = [sys.executable, "-m", "agent", "send", *args, "--site", "lab"]
+    cmd += ["--port", str(unit.broker.port), "--timeout", "5"]
+    cmd += ["--key-file", str(unit.folder / ("cmd.key" if key else "site.key"))]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_pole_agent_send(unit: Unit) -> None:
+    done = _send_cli(unit, "dev-1", "ping", "--arg", "echo=hello", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    assert result["res"] == "ok"
+    assert result["data"]["echo"] == "hello"
+    done = _send_cli(unit, "dev-1", "bell-test", "--arg", "duration_s=soon")
+    assert done.returncode == 1
+    assert "dev-1 bell-test rejected: invalid arguments: args.duration_s" in done.stdout
+    done = _send_cli(unit, "_site", "ping", key=False)  # the site key, every unit answers
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("dev-1 ping ok")
+    done = _send_cli(unit, "dev-9", "ping")  # nobody there
+    assert done.returncode == 1
+    assert "no result for ping" in done.stdout
