@@ -9,6 +9,7 @@ Protocol: one command per line, one reply line per command (``ok <command>`` or
     tamper on|off    box door opened / closed
     power fail|ok    power-good input
     line V|normal|alarm|open|short   the supervised loop's analog value (0..1)
+    hang DUR         block the bell thread itself for DUR (to test the systemd watchdog)
 
 A script file holds ``<at_s> <command>`` lines (``#`` comments), replayed from start-up;
 ``<at_s> 1`` and ``<at_s> 0`` mean down and up.  With a supervised loop configured, the
@@ -280,7 +281,10 @@ class SimulatorBackend:
             line = raw.decode("utf-8").strip()
             if len(line) > MAX_LINE:
                 raise ValueError(f"line longer than {MAX_LINE} bytes")
-            self._schedule(self.clock(), parse_command(line, self.cfg))
+            if line.split()[:1] == ["hang"] and len(line.split()) == 2:
+                self._hang(parse_duration(line.split()[1]))
+            else:
+                self._schedule(self.clock(), parse_command(line, self.cfg))
         except (UnicodeDecodeError, ValueError) as exc:
             self.rejected += 1
             why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
@@ -289,6 +293,11 @@ class SimulatorBackend:
         self.commands += 1
         log.info("bell simulator: %s", line)
         return f"ok {line}"
+
+    def _hang(self, seconds: float) -> None:
+        # Deliberately blocks the bell thread: the runner must stop the watchdog pings.
+        log.warning("bell simulator: hanging the bell thread for %.1f s (watchdog test)", seconds)
+        time.sleep(seconds)
 
     def _reply(self, conn: socket.socket, text: str) -> None:
         with contextlib.suppress(OSError):  # a client that went away gets no reply
