@@ -130,6 +130,11 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _register_provision(sub)
+    _register_doctor(sub)
+
+
+def _register_provision(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "provision",
         help="give this unit its identity, site file, device key + CSR and credentials",
@@ -166,6 +171,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-input", action="store_true", help="never prompt")
     p.set_defaults(func=_cmd_provision)
 
+
+def _register_doctor(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "doctor",
         help="check a unit: config, model, cameras, bell, outputs, broker, clock, disk",

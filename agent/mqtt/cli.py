@@ -61,13 +61,11 @@ def _parse_arg(text: str) -> tuple[str, Any]:
         return name, raw  # anything else is a plain string
 
 
-def _cmd_send(args: argparse.Namespace) -> int:
+def _send_target(args: argparse.Namespace) -> tuple[Any, str, str]:
+    """(BrokerAccess, prefix, site) from the flags, completed from --config."""
     from agent.cli import UserError
-    from agent.commands.auth import KeyFileError, load_key, make_request
     from agent.config import load
-    from agent.events import Topics, encode
-    from agent.mqtt.monitor import connect_client
-    from agent.mqtt.sender import BrokerAccess, send_command
+    from agent.mqtt.sender import BrokerAccess
 
     host, port, prefix, site, ca = args.host, args.port, args.prefix, args.site, args.ca
     if args.config:
@@ -77,47 +75,52 @@ def _cmd_send(args: argparse.Namespace) -> int:
         ca = ca or (cfg.mqtt.tls.ca if cfg.mqtt.tls else None)
     if not site:
         raise UserError("send: give --site (or --config with the unit's site file)")
-    if not args.unsigned and not args.key_file:
-        raise UserError("send: give --key-file (the device's command key), or --unsigned")
-    try:
-        key = None if args.unsigned else load_key(args.key_file)
-    except KeyFileError as exc:
-        raise UserError(f"send: {exc}") from None
     password = None
     if args.password_file:
         password = Path(args.password_file).read_text(encoding="utf-8").strip()
     access = BrokerAccess(
         host or "127.0.0.1", port or 1883, args.username, password, ca, args.cert, args.key
     )
+    return access, prefix or "pole", site
+
+
+def _send_key(args: argparse.Namespace) -> bytes | None:
+    from agent.cli import UserError
+    from agent.commands.auth import KeyFileError, load_key
+
+    if args.unsigned:
+        return None
+    if not args.key_file:
+        raise UserError("send: give --key-file (the device's command key), or --unsigned")
+    try:
+        return load_key(args.key_file)
+    except KeyFileError as exc:
+        raise UserError(f"send: {exc}") from None
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    from agent.commands.auth import make_request
+    from agent.events import Topics, encode
+    from agent.mqtt.monitor import connect_client
+    from agent.mqtt.sender import send_command
+
+    access, prefix, site = _send_target(args)
+    key = _send_key(args)
     many = args.device == "_site"
-    topics = Topics(prefix or "pole", site, args.device)
+    topics = Topics(prefix, site, args.device)
     topic = topics.cmd(args.command)
     req, payload = make_request(key, topic, dict(_parse_arg(a) for a in args.arg), req=args.req)
-    result_filter = f"{topics.prefix}/{site}/+/cmd-result" if many else topics.cmd_result
     client = connect_client(
-        access.host,
-        access.port,
-        username=access.username,
-        password=access.password,
-        tls_ca=access.ca,
-        tls_cert=access.cert,
-        tls_key=access.key,
-    )
+        access.host, access.port, username=access.username, password=access.password,
+        tls_ca=access.ca, tls_cert=access.cert, tls_key=access.key,
+    )  # fmt: skip
     out = send_command(
-        client,
-        access,
-        topic=topic,
-        payload=payload,
-        result_filter=result_filter,
-        req=req,
-        timeout=args.timeout,
-        many=many,
-    )
-    if out.error:
-        print(f"send: {out.error}")
-        return 1
-    if not out.results:
-        print(f"send: no result for {args.command} (req {req}) within {args.timeout:g} s")
+        client, access, topic=topic, payload=payload, req=req, timeout=args.timeout, many=many,
+        result_filter=f"{prefix}/{site}/+/cmd-result" if many else topics.cmd_result,
+    )  # fmt: skip
+    if out.error or not out.results:
+        why = out.error or f"no result for {args.command} (req {req}) within {args.timeout:g} s"
+        print(f"send: {why}")
         return 1
     for event in out.results.values():
         if args.json:
