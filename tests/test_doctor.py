@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from agent.devbroker import BrokerTls, LocalBroker
+from tests.bell.modbus_module import SimModule
 from tests.tls import make_pki
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,3 +180,34 @@ def test_provision_then_doctor_over_mutual_tls_and_the_shipped_acl(tmp_path: Pat
         assert code == 0, report
     finally:
         b.stop()
+
+
+@pytest.mark.parametrize("mode", ["ok", "dead"])
+def test_a_modbus_bell_input_and_its_outputs(
+    tmp_path: Path, broker: LocalBroker, mode: str
+) -> None:
+    """A simulated RS-485 module on a real pty: the level is shown, a dead module fails."""
+    module = SimModule(unit=1)
+    try:
+        module.inputs[0] = True  # someone holds the button
+        module.mode = mode  # type: ignore[assignment]
+        bell = {
+            "backend": "modbus",
+            "modbus": {"port": module.path, "poll_ms": 20, "timeout_ms": 60, "button": 0},
+            "outputs": {"backend": "modbus", "strobe": "4", "siren": "5"},
+        }
+        config = site(tmp_path, broker.port, cameras=[], bell=bell)
+        code, report = doctor(config, "--outputs")
+    finally:
+        module.close()
+    if mode == "ok":
+        assert code == 0, report
+        assert report["bell input"]["data"]["levels"] == {"button": 1.0}
+        assert "button=1" in report["bell input"]["detail"]
+        assert report["outputs"]["status"] == "pass"
+        assert module.coils == {4: False, 5: False}  # pulsed, and left off
+    else:
+        assert code == 1
+        failed = [k for k, s in statuses(report).items() if s == "fail"]
+        assert failed == ["bell input", "outputs"]
+        assert "failed polls" in report["bell input"]["detail"]

@@ -38,6 +38,7 @@ Status = Literal["pass", "fail", "warn", "skip"]
 Frame = npt.NDArray[np.uint8]
 CAMERA_WINDOW_S = 2.0
 CAMERA_TIMEOUT_S = 12.0
+BELL_WINDOW_S = 1.0
 TIME_ERROR = 5  # adjtimex(2): the kernel clock is not synchronised
 SANE_YEAR = 2024
 SPOOL_MARGIN = 64 * 1024 * 1024
@@ -134,7 +135,7 @@ def check_bell(cfg: AgentConfig) -> Check:
         return Check("bell input", "skip", "bell disabled in the config")
     if bell.backend == "simulator":
         return _simulator_socket(Path(bell.simulator.socket))
-    from agent.bell.inputs import BellInputError, Sample, Waker, make_backend
+    from agent.bell.inputs import BellInputError, Waker, make_backend
 
     waker = Waker()
     backend = make_backend(bell, waker)
@@ -145,16 +146,33 @@ def check_bell(cfg: AgentConfig) -> Check:
         fix = "check the wiring and the bell section; stop the agent first if it holds the input"
         return Check("bell input", "fail", str(exc), fix)
     try:
-        readings = backend.poll(0.3)
-        levels = {r.inp: r.value for r in readings if isinstance(r, Sample)}
+        levels, fault = _watch(backend, BELL_WINDOW_S)
         facts = backend.facts()
     finally:
         backend.close()
         waker.close()
-    shown = ", ".join(f"{k}={v:g}" for k, v in levels.items()) or "no change in 0.3 s"
+    if fault is not None:
+        fix = "check the RS-485 wiring, the module's address and power, and bell.modbus"
+        return Check("bell input", "fail", f"{backend.name} opened, but {fault}", fix, facts)
+    shown = ", ".join(f"{k}={v:g}" for k, v in levels.items()) or "no reading in 1 s"
     return Check(
         "bell input", "pass", f"{backend.name} open; {shown}", data={"levels": levels, **facts}
     )
+
+
+def _watch(backend: Any, window: float) -> tuple[dict[str, float], str | None]:
+    """Levels seen within ``window`` seconds, or the first communication fault."""
+    from agent.bell.inputs import CommChange, Sample
+
+    levels: dict[str, float] = {}
+    end = time.monotonic() + window
+    while time.monotonic() < end:
+        for r in backend.poll(0.1):
+            if isinstance(r, CommChange) and not r.ok:
+                return levels, r.why
+            if isinstance(r, Sample):
+                levels[r.inp] = r.value
+    return levels, None
 
 
 def _simulator_socket(path: Path) -> Check:
