@@ -106,7 +106,10 @@ BellKind = Literal[
 class BellEvent(_Event):
     k: Literal["bell"] = "bell"
     ev: BellKind = Field(description="What happened to the bell.")
-    inp: str = Field(default="button", description="Input name: button, tamper, power.")
+    inp: str = Field(
+        default="button",
+        description="Input: button, tamper, power, loop, outputs, or the backend (comm faults).",
+    )
     held: int | None = Field(default=None, description="Milliseconds held (released, stuck).")
     loc: Location | None = Field(default=None, description="Where the pole is (alarms).")
     snap: Literal[True] | None = Field(default=None, description="A snapshot follows.")
@@ -163,6 +166,7 @@ class HealthEvent(_Event):
     bell: dict[str, Any] = Field(default={}, description="Bell facts.")
     spool: dict[str, Any] = Field(default={}, description="Spool depth and drops.")
     link: dict[str, Any] = Field(default={}, description="Broker link facts.")
+    cmds: dict[str, Any] | None = Field(default=None, description="Command counts and drops.")
     sys: dict[str, Any] = Field(default={}, description="Load, memory, disk, temperature.")
 
 

@@ -145,6 +145,7 @@ def heartbeat(
     bell: FactSource | None,
     spool: FactSource,
     link: FactSource,
+    commands: FactSource | None = None,
     spool_path: Path,
 ) -> HealthEvent:
     """Build one heartbeat from the stages' facts (each source is cheap and non-blocking)."""
@@ -156,5 +157,6 @@ def heartbeat(
         bell=bell() if bell else {},
         spool=spool(),
         link=link(),
+        cmds=commands() if commands else None,
         sys=system_facts(spool_path),
     )

@@ -74,6 +74,7 @@ class Runner:
         self._reload = threading.Event()
         self.exit_code = EXIT_OK
         self.stages: Stages | None = None
+        self._reported_dead: set[str] = set()
 
     @staticmethod
     def _spool_path(cfg: AgentConfig) -> Path:
@@ -216,7 +217,19 @@ class Runner:
             for t in stage.threads():
                 if not t.is_alive():
                     return t.name or name
+        self._note_dead_optional(stages)
         return None
+
+    def _note_dead_optional(self, stages: Stages) -> None:
+        # Vision and commands are not worth a restart of the bell, but a dead one is said.
+        for name in ("vision", "commands"):
+            stage = getattr(stages, name)
+            if stage is None:
+                continue
+            for t in stage.threads():
+                if not t.is_alive() and t.name not in self._reported_dead:
+                    self._reported_dead.add(t.name)
+                    log.error("%s thread %s died; the bell and the link keep working", name, t.name)
 
     def _critical_progressing(self, stages: Stages) -> bool:
         # A broker outage keeps the link loop turning (it waits in select with a timeout),
@@ -236,6 +249,7 @@ class Runner:
             bell=stages.bell.facts if stages.bell is not None else None,
             spool=self.spool.stats,
             link=stages.link.facts,
+            commands=stages.commands.facts if stages.commands is not None else None,
             spool_path=self._spool_path(self.cfg),
         )
         stages.extra["outbox"].emit(event)
