@@ -147,6 +147,11 @@ class Spool:
         """Call ``fn`` after every put (the link uses it to wake up); must not block."""
         self._listeners.append(fn)
 
+    def remove_listener(self, fn: Callable[[], None]) -> None:
+        """Stop calling ``fn`` (a stopped link); unknown listeners are ignored."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(fn)
+
     def put(self, topic: str, payload: bytes, priority: Priority, *, retain: bool = False) -> int:
         """Store a message durably and return its row id; raises SpoolError if impossible."""
         now = int(time.time() * 1000)

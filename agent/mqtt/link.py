@@ -82,6 +82,8 @@ class Link:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
+        self._wake_lock = threading.Lock()  # wake() never writes to a closed (reused) fd
+        self._socket_error: str | None = None  # paho's last socket error, for refusals
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: mqtt.Client | None = None
@@ -92,6 +94,7 @@ class Link:
         self._next_attempt = 0.0
         self._v5 = cfg.protocol != "3.1.1"
         self._got_connack = False
+        self._connack_deadline = 0.0
         self._progress = time.monotonic()
         # facts for the heartbeat
         self.state = "disconnected"
@@ -116,17 +119,24 @@ class Link:
         self.wake()
         if self._thread is not None:
             self._thread.join(timeout + 2.0)
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                continue
+            if self._thread.is_alive():
+                log.error("MQTT link: the link thread did not stop within %.1fs", timeout + 2.0)
+                return  # it may still select on the pipe: leave it open rather than reused
+        self.spool.remove_listener(self.wake)
+        with self._wake_lock:
+            # A put after stop (the bell outlives the link) must not write a byte into
+            # whatever file reuses these descriptor numbers.
+            for fd in (self._wake_r, self._wake_w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._wake_r = self._wake_w = -1
 
     def wake(self) -> None:
         """Make the loop look at the spool now (called by ``Spool.put``; never blocks)."""
-        # A full pipe means the loop is already woken; a closed one means it is stopping.
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self._wake_w, b"\0")
+        # A full pipe means the loop is already woken.
+        with self._wake_lock, contextlib.suppress(BlockingIOError, OSError):
+            if self._wake_w >= 0:
+                os.write(self._wake_w, b"\0")
 
     def threads(self) -> list[threading.Thread]:
         return [self._thread] if self._thread is not None else []
@@ -162,6 +172,7 @@ class Link:
                     self._pump()
                 self._wait(self._timeout())
                 self._flush_acks()
+                self._check_connack()
             self._shutdown()
         except Exception:
             log.exception("link thread crashed")
@@ -258,16 +269,22 @@ class Link:
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.on_log = self._on_log
         return client
 
     def _connect(self) -> None:
         self.state = "connecting"
         self._got_connack = False
+        self._socket_error = None
         client = self._new_client()
         props = None
         if self._v5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = SESSION_EXPIRY_S
+        # Registered before connect(): paho writes CONNECT from inside it, and a broker that
+        # already hung up (TLS 1.3 refusing our certificate) fires on_disconnect right there.
+        self._client = client
+        self._connack_deadline = time.monotonic() + self.cfg.connect_timeout_s
         try:
             client.connect(
                 self.cfg.host,
@@ -277,12 +294,19 @@ class Link:
                 properties=props,
             )
         except ssl.SSLError as exc:
-            self._failed(f"TLS handshake failed: {exc.reason or exc}", "refused")
-            return
+            self._drop_client()
+            self._failed(f"TLS handshake failed: {exc}", "refused")
         except (OSError, ValueError) as exc:
+            self._drop_client()
             self._failed(f"cannot reach {self.cfg.host}:{self.cfg.port}: {exc}", "disconnected")
-            return
-        self._client = client
+
+    def _check_connack(self) -> None:
+        # A broker that takes the connection but never answers would leave us "connecting"
+        # until paho's keepalive check; give up after the connect timeout instead.
+        late = time.monotonic() > self._connack_deadline
+        if self.state == "connecting" and self._client is not None and late:
+            self._drop_client()
+            self._failed(f"no CONNACK within {self.cfg.connect_timeout_s:.0f}s", "disconnected")
 
     def _failed(self, reason: str, state: str) -> None:
         self.state = state
@@ -351,11 +375,17 @@ class Link:
         self._drop_client()
         if was_connected:
             self.reconnects += 1
+        err = self._socket_error
+        if no_connack and self.cfg.tls is not None and err is not None and "ssl" in err.lower():
+            # With TLS 1.3 the broker checks our certificate after our side of the handshake
+            # is done, so its refusal only shows as an alert on the first read.
+            self._failed(f"TLS refused by the broker (client certificate?): {err}", "refused")
+            return
         if no_connack and self.cfg.protocol == "auto" and self._v5 and not was_connected:
             self._v5 = False  # closed without a CONNACK: perhaps a broker without MQTT 5
         elif no_connack and not self._v5 and self.cfg.protocol == "auto":
             self._v5 = True
-        self._failed(f"disconnected ({reason})", "disconnected")
+        self._failed(f"disconnected ({reason}{': ' + err if err else ''})", "disconnected")
 
     def _on_publish(
         self, client: mqtt.Client, _u: Any, mid: int, reason: ReasonCode, _p: Any
@@ -368,6 +398,11 @@ class Link:
             self._log_once(f"MQTT link: broker refused a publish ({reason}); check its ACL")
             return
         self._acked.append(row)
+
+    def _on_log(self, client: mqtt.Client, _u: Any, level: int, buf: str) -> None:
+        # paho swallows socket errors into its log; keep the last one to say why we fell.
+        if level == mqtt.MQTT_LOG_ERR and "socket" in buf:
+            self._socket_error = buf
 
     def _on_subscribe(self, client: mqtt.Client, _u: Any, mid: int, codes: Any, _p: Any) -> None:
         refused = [str(c) for c in codes if getattr(c, "is_failure", False)]
