@@ -100,6 +100,7 @@ class Link:
         self.state = "disconnected"
         self.connected_since: int | None = None
         self.reconnects = 0
+        self.refusals = 0
         self.last_refusal: str | None = None
         self.published = 0
         self.delivered = 0
@@ -153,6 +154,7 @@ class Link:
             "state": self.state,
             "since": self.connected_since,
             "reconnects": self.reconnects,
+            "refusals": self.refusals,
             "refusal": self.last_refusal,
             "published": self.published,
             "delivered": self.delivered,
@@ -312,6 +314,7 @@ class Link:
         self.state = state
         if state == "refused":
             self.last_refusal = reason
+            self.refusals += 1
         self._failures += 1
         base = min(self.cfg.backoff_max_s, self.cfg.backoff_min_s * 2 ** min(self._failures, 20))
         delay = base * random.uniform(0.5, 1.0)  # "equal jitter": poles don't reconnect in step

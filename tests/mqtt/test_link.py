@@ -494,7 +494,7 @@ def test_tls_with_a_certificate_from_another_ca_is_refused_clearly(
         def refused_five_times() -> bool:
             if not states or states[-1] != agent.link.state:
                 states.append(agent.link.state)
-            return states.count("refused") >= 5
+            return agent.link.refusals >= 5
 
         settle(refused_five_times, what="five refused attempts")
         refusal = agent.link.last_refusal or ""
