@@ -11,36 +11,21 @@ __all__ = ["register"]
 
 
 def _cmd_monitor(args: argparse.Namespace) -> int:
-    from agent.config import load
     from agent.mqtt.monitor import Monitor, connect_client
 
-    host, port, prefix = args.host, args.port, args.prefix
-    username, password, ca, cert, key = args.username, None, args.ca, args.cert, args.key
-    if args.password_file:
-        password = Path(args.password_file).read_text(encoding="utf-8").strip()
-    if args.config:
-        cfg = load(args.config)
-        host = host or cfg.mqtt.host
-        port = port or cfg.mqtt.port
-        prefix = prefix or cfg.mqtt.topic_prefix
-        args.site = args.site or cfg.device.site
-        args.device = args.device or cfg.device.id
-        if cfg.mqtt.tls and not ca:
-            ca = cfg.mqtt.tls.ca
-    prefix = prefix or "pole"
-    site = args.site or "+"
+    access, prefix, site = _broker_target(args, need_site=False)
+    if args.config and not args.device:
+        from agent.config import load
+
+        args.device = load(args.config).device.id
+    site = site or "+"
     topic = f"{prefix}/{site}/{args.device}/#" if args.device else f"{prefix}/{site}/#"
     client = connect_client(
-        host or "127.0.0.1",
-        port or 1883,
-        username=username,
-        password=password,
-        tls_ca=ca,
-        tls_cert=cert,
-        tls_key=key,
-    )
+        access.host, access.port, username=access.username, password=access.password,
+        tls_ca=access.ca, tls_cert=access.cert, tls_key=access.key,
+    )  # fmt: skip
     monitor = Monitor(client, topic, as_json=args.json, count=args.count)
-    counts = monitor.run(host or "127.0.0.1", port or 1883, timeout=args.timeout)
+    counts = monitor.run(access.host, access.port, timeout=args.timeout)
     if not args.json:
         print(
             f"-- {counts['events']} events, {counts['duplicates']} duplicates, "
@@ -61,8 +46,8 @@ def _parse_arg(text: str) -> tuple[str, Any]:
         return name, raw  # anything else is a plain string
 
 
-def _send_target(args: argparse.Namespace) -> tuple[Any, str, str]:
-    """(BrokerAccess, prefix, site) from the flags, completed from --config."""
+def _broker_target(args: argparse.Namespace, need_site: bool = True) -> tuple[Any, str, str]:
+    """(BrokerAccess, prefix, site) from the broker flags, completed from --config."""
     from agent.cli import UserError
     from agent.config import load
     from agent.mqtt.sender import BrokerAccess
@@ -73,15 +58,29 @@ def _send_target(args: argparse.Namespace) -> tuple[Any, str, str]:
         host, port = host or cfg.mqtt.host, port or cfg.mqtt.port
         prefix, site = prefix or cfg.mqtt.topic_prefix, site or cfg.device.site
         ca = ca or (cfg.mqtt.tls.ca if cfg.mqtt.tls else None)
-    if not site:
-        raise UserError("send: give --site (or --config with the unit's site file)")
+    if need_site and not site:
+        raise UserError("give --site (or --config with the unit's site file)")
     password = None
     if args.password_file:
         password = Path(args.password_file).read_text(encoding="utf-8").strip()
     access = BrokerAccess(
         host or "127.0.0.1", port or 1883, args.username, password, ca, args.cert, args.key
     )
-    return access, prefix or "pole", site
+    return access, prefix or "pole", site or ""
+
+
+def _broker_args(p: argparse.ArgumentParser, site_help: str) -> None:
+    """The flags that say how to reach the centre's broker, shared by monitor and send."""
+    p.add_argument("--config", help="take broker, prefix and site from this site file")
+    p.add_argument("--host", help="broker host (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="broker port (default 1883)")
+    p.add_argument("--prefix", help="topic prefix (default pole)")
+    p.add_argument("--site", help=site_help)
+    p.add_argument("--username", help="MQTT user name (the centre's account)")
+    p.add_argument("--password-file", help="file holding the MQTT password")
+    p.add_argument("--ca", help="CA certificate for TLS")
+    p.add_argument("--cert", help="client certificate for TLS")
+    p.add_argument("--key", help="client key for TLS")
 
 
 def _send_key(args: argparse.Namespace) -> bytes | None:
@@ -104,7 +103,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
     from agent.mqtt.monitor import connect_client
     from agent.mqtt.sender import send_command
 
-    access, prefix, site = _send_target(args)
+    access, prefix, site = _broker_target(args)
     key = _send_key(args)
     many = args.device == "_site"
     topics = Topics(prefix, site, args.device)
@@ -156,16 +155,7 @@ def _register_send(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.add_argument("--key-file", help="the device's (or site's) command key, 64 hex digits")
     p.add_argument("--unsigned", action="store_true", help="send without a mac (for testing)")
     p.add_argument("--req", help="request id (default: random)")
-    p.add_argument("--config", help="take broker, prefix and site from this site file")
-    p.add_argument("--host", help="broker host (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="broker port (default 1883)")
-    p.add_argument("--prefix", help="topic prefix (default pole)")
-    p.add_argument("--site", help="site id of the device")
-    p.add_argument("--username", help="MQTT user name (the centre's account)")
-    p.add_argument("--password-file", help="file holding the MQTT password")
-    p.add_argument("--ca", help="CA certificate for TLS")
-    p.add_argument("--cert", help="client certificate for TLS")
-    p.add_argument("--key", help="client key for TLS")
+    _broker_args(p, "site id of the device")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
     p.add_argument("--json", action="store_true", help="print the result events as JSON lines")
     p.set_defaults(func=_cmd_send)
@@ -184,17 +174,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "monitor",
         help="watch a pole or a site as the centre sees it (validates, dedups, shows gaps)",
     )
-    p.add_argument("--config", help="take broker and device from this site file")
-    p.add_argument("--host", help="broker host (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="broker port (default 1883)")
-    p.add_argument("--prefix", help="topic prefix (default pole)")
-    p.add_argument("--site", help="site id (default: all sites)")
+    _broker_args(p, "site id (default: all sites)")
     p.add_argument("--device", help="device id (default: every device of the site)")
-    p.add_argument("--username", help="MQTT user name")
-    p.add_argument("--password-file", help="file holding the MQTT password")
-    p.add_argument("--ca", help="CA certificate for TLS")
-    p.add_argument("--cert", help="client certificate for TLS")
-    p.add_argument("--key", help="client key for TLS")
     p.add_argument("--json", action="store_true", help="print raw messages as JSON lines")
     p.add_argument("--count", type=int, help="stop after this many events")
     p.add_argument("--timeout", type=float, help="stop after this many seconds")
