@@ -202,6 +202,14 @@ class DetectionConfig(Strict):
     spinning: bool = Field(
         default=False, description="Let onnxruntime threads spin between runs (more CPU)."
     )
+    isolation: Literal["process", "thread"] = Field(
+        default="process",
+        description="Run vision in a child process (restarted if it dies; the detector never "
+        "holds the agent's GIL, so bell latency stays low) or in a thread of the agent.",
+    )
+    process_nice: int = Field(
+        default=10, ge=0, le=19, description="isolation=process: niceness added to the child."
+    )
 
 
 # --------------------------------------------------------------------------- bell

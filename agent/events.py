@@ -303,6 +303,14 @@ class EventStamper:
             "pri": EVENT_PRIORITY[kind],
         }
 
+    def restamp(self, event: Event) -> Event:
+        """``event`` under this stamper's id, boot and next ``seq``; ``ts`` and fields kept.
+
+        For events made in another process (the vision process): one ``seq`` per boot.
+        """
+        env = self.envelope(event.k, event.ts)
+        return event.model_copy(update={k: env[k] for k in ("id", "dev", "boot", "seq")})
+
     def bell(self, **fields: Any) -> BellEvent:
         return BellEvent(**self.envelope("bell", fields.pop("ts", None)), **fields)
 

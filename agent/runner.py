@@ -110,9 +110,14 @@ class Runner:
         return stages
 
     def _build_vision(self, cfg: AgentConfig, outbox: Outbox) -> Service | None:
-        from agent.vision import VisionService
-
         try:
+            if cfg.detection.isolation == "process":
+                # The detector in a child process cannot hold this process's GIL.
+                from agent.vision_proc import VisionProcess
+
+                return VisionProcess(cfg.cameras, cfg.detection, outbox)
+            from agent.vision import VisionService
+
             return VisionService(cfg.cameras, cfg.detection, outbox)
         except Exception as exc:  # noqa: BLE001 - a broken model must not take the bell down
             log.error("vision disabled: %s", exc)
