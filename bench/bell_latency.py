@@ -12,6 +12,16 @@ loop, agent otherwise idle).  Side by side, in the same run, it times bare spool
 
 Debounce is set to 0 by default so the path itself is measured; a real configuration
 adds its ``debounce_ms`` (stable-time debounce) to every press on top of these figures.
+
+    python bench/bell_latency.py --presses 500 --vision --cameras 3 --isolation thread process
+
+With ``--vision``, the idle phase is followed, in the same run, by one phase per
+``--isolation`` value with the vision pipeline on ``--cameras`` sample cameras looping at
+10 fps each, motion gating off (three of them ask for more than the detector can do on
+two cores: the machine is flat out).  ``thread`` runs the VisionService in this process,
+``process`` runs it in the niced child process (VisionProcess).  Each phase has a fresh
+spool, link and bell; the table gives edge->centre percentiles, the analysed fps of all
+cameras together, the detector's median time and the CPU of the agent (both processes).
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import socket
 import statistics
 import subprocess
@@ -26,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty, Queue
 from typing import Any
@@ -99,15 +111,27 @@ class Arrivals:
 
 
 class TimedOutbox(Outbox):
-    """Notes when each pressed event is durable (``emit`` returned)."""
+    """Notes when each pressed event is durable (``emit`` returned); counts vision's writes."""
 
     durable: Queue[float]
+    writes = 0
 
     def emit(self, event: Any) -> bool:
         ok = super().emit(event)
+        self.writes += event.k != "bell"
         if event.k == "bell" and event.ev == "pressed":
             self.durable.put(time.monotonic())
         return ok
+
+    def state(
+        self, name: str, state: str, since: int, detail: dict[str, Any] | None = None
+    ) -> None:
+        super().state(name, state, since, detail)
+        self.writes += name.startswith("camera")
+
+    def snapshot(self, event_id: str, jpeg: bytes) -> None:
+        super().snapshot(event_id, jpeg)
+        self.writes += 1
 
 
 def spool_floor(directory: Path, n: int) -> list[float]:
@@ -121,21 +145,139 @@ def spool_floor(directory: Path, n: int) -> list[float]:
     return ms
 
 
-def run(presses: int, debounce_ms: int, workdir: Path) -> None:
-    broker = LocalBroker(workdir / "broker").start()
-    child = subprocess.Popen(
-        [sys.executable, __file__, "--subscriber", str(broker.port), TOPICS.event("bell")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    arrivals = Arrivals(child)
-    arrivals.q.get(timeout=20)  # ready
+def vision_cameras(n: int) -> list[Any]:
+    """``n`` cameras looping the sample video at its own 10 fps, motion gating off."""
+    from agent.config import CameraConfig
+
+    return [
+        CameraConfig.model_validate(
+            {
+                "id": f"cam{i + 1}",
+                "source": "sample",
+                "loop": True,
+                "fps": 10,
+                "motion": {"enabled": False},
+                "zones": [{"name": "walk", "polygon": [[0, 0.45], [1, 0.45], [1, 1], [0, 1]]}],
+                "rules": [
+                    {"name": "walk-in", "type": "intrusion", "zone": "walk", "cooldown_s": 5}
+                ],
+            }
+        )
+        for i in range(n)
+    ]
+
+
+class DiscardingOutbox(Outbox):
+    """Vision's events are made (and cross the pipe) but never reach the spool or link."""
+
+    def emit(self, event: Any) -> bool:
+        return True
+
+    def state(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def snapshot(self, event_id: str, jpeg: bytes) -> None:
+        pass
+
+
+def start_vision(outbox: Outbox, phase: str, cameras: int) -> Any:
+    """The vision pipeline on ``cameras`` sample cameras, as a thread or a child process.
+
+    ``<isolation>-discard``: its events are thrown away, which leaves only its CPU and GIL
+    load, without its traffic through the shared spool and link.
+    """
+    from agent.config import DetectionConfig
+
+    isolation, _, discard = phase.partition("-")
+    if discard:
+        outbox = DiscardingOutbox(outbox.spool, outbox.topics, outbox.stamper)
+    detection = DetectionConfig.model_validate({"threads": 2, "isolation": isolation})
+    if isolation == "process":
+        from agent.vision_proc import VisionProcess
+
+        vision: Any = VisionProcess(vision_cameras(cameras), detection, outbox)
+    else:
+        from agent.vision import VisionService
+
+        vision = VisionService(vision_cameras(cameras), detection, outbox)
+    vision.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # model loaded, every camera delivering
+        if all(f.get("fps", 0) > 0 for f in vision.facts().values()):
+            break
+        time.sleep(0.2)
+    time.sleep(2)
+    return vision
+
+
+def cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) of a process so far; this one when ``pid`` is None."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Phase:
+    name: str
+    edge_ms: list[float] = field(default_factory=list)
+    durable_ms: list[float] = field(default_factory=list)
+    publish_ms: list[float] = field(default_factory=list)
+    frames: int = 0  # analysed by the detector while pressing, all rounds
+    wall_s: float = 0.0
+    cpu_s: float = 0.0  # of the agent: this process and the vision child
+    writes: int = 0  # spool writes (events, states, snapshots) while pressing
+    infer_ms: list[float] = field(default_factory=list)  # the detector's p50, per round
+
+    @property
+    def analysed_fps(self) -> float | None:
+        return self.frames / self.wall_s if self.wall_s else None
+
+    @property
+    def cpu_pct(self) -> float | None:
+        return 100 * self.cpu_s / self.wall_s if self.wall_s else None
+
+
+def press_loop(sock: Path, n: int, arrivals: Arrivals, outbox: TimedOutbox, ph: Phase) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        c.connect(str(sock))
+        reader = c.makefile("r")
+        for _ in range(n):
+            t0 = time.monotonic()
+            c.sendall(b"down\n")
+            reader.readline()
+            arrived = arrivals.next("pressed")
+            durable = outbox.durable.get(timeout=10)
+            ph.edge_ms.append((arrived - t0) * 1000)
+            ph.durable_ms.append((durable - t0) * 1000)
+            ph.publish_ms.append((arrived - durable) * 1000)
+            c.sendall(b"up\n")
+            reader.readline()
+            arrivals.next("released")
+            time.sleep(0.002)  # let the retained state rows go out before the next press
+
+
+def measure(
+    ph: Phase,
+    presses: int,
+    port: int,
+    arrivals: Arrivals,
+    workdir: Path,
+    *,
+    args: argparse.Namespace,
+) -> None:
+    """One round of a phase: a fresh spool, link and bell; vision as its name says."""
+    name = ph.name
+    workdir.mkdir(parents=True, exist_ok=True)
     spool = Spool(workdir / "spool.db")
     stamper = EventStamper(DEVICE.id)
     link = Link(
-        MqttConfig(host="127.0.0.1", port=broker.port),
+        MqttConfig(host="127.0.0.1", port=port),
         spool,
         TOPICS,
         StatusInfo(DEVICE, stamper.boot_id, __version__, "bench"),
@@ -144,7 +286,7 @@ def run(presses: int, debounce_ms: int, workdir: Path) -> None:
     cfg = BellConfig(
         backend="simulator",
         simulator={"socket": str(sock)},
-        debounce_ms=debounce_ms,
+        debounce_ms=args.debounce_ms,
         # A bench presses many times a second: lockout and flapping detection would
         # (rightly) swallow that, so both are set out of the way.
         policy={"mode": "immediate", "lockout_s": 0, "flap_changes": 1000, "flap_window_s": 0.001},
@@ -155,48 +297,109 @@ def run(presses: int, debounce_ms: int, workdir: Path) -> None:
     bell = BellService(cfg, DEVICE, outbox)
     link.start()
     bell.start()
-    edge_ms: list[float] = []
-    durable_ms: list[float] = []
-    publish_ms: list[float] = []
+    vision = None if name == "idle" else start_vision(outbox, name, args.cameras)
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
-            c.connect(str(sock))
-            reader = c.makefile("r")
-            for _ in range(presses):
-                t0 = time.monotonic()
-                c.sendall(b"down\n")
-                reader.readline()
-                arrived = arrivals.next("pressed")
-                durable = outbox.durable.get(timeout=10)
-                edge_ms.append((arrived - t0) * 1000)
-                durable_ms.append((durable - t0) * 1000)
-                publish_ms.append((arrived - durable) * 1000)
-                c.sendall(b"up\n")
-                reader.readline()
-                arrivals.next("released")
-                time.sleep(0.002)  # let the retained state rows go out before the next press
+        frames0 = vision.detector_facts().get("frames", 0) if vision is not None else 0
+        child = getattr(vision, "pid", None)
+        t0, cpu0 = time.monotonic(), cpu_s(None) + (cpu_s(child) if child else 0.0)
+        writes0 = outbox.writes
+        press_loop(sock, presses, arrivals, outbox, ph)
+        ph.writes += outbox.writes - writes0
+        if vision is not None:
+            time.sleep(1.2)  # the child's facts are up to a second old
+            det = vision.detector_facts()
+            ph.frames += det.get("frames", 0) - frames0
+            ph.wall_s += time.monotonic() - t0
+            ph.cpu_s += cpu_s(None) + (cpu_s(child) if child else 0.0) - cpu0
+            ph.infer_ms.append(det.get("infer_ms_p50") or 0.0)
     finally:
+        if vision is not None:
+            vision.stop(5)
         bell.stop(5)
         link.stop(5)
         spool.close()
+
+
+def fmt(v: float | None, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def report(phases: list[Phase], floor: list[float], args: argparse.Namespace) -> None:
+    load = f", vision on {args.cameras} sample cameras at 10 fps" if args.vision else ""
+    print(
+        f"pole-agent {__version__}, {args.presses} presses per phase in {args.rounds} "
+        f"interleaved round(s), debounce {args.debounce_ms} ms{load}"
+    )
+    for ph in phases:
+        print(f"-- {ph.name}")
+        print(summary("edge -> centre (pressed event)", ph.edge_ms))
+        print(summary("  edge -> durable in the spool", ph.durable_ms))
+        print(summary("  durable -> centre (link, broker)", ph.publish_ms))
+    print(summary("spool put alone (commit + fsync)", floor))
+    print()
+    head = "| vision | edge->centre p50 | p99 | max | edge->durable p99 "
+    print(head + "| analysed fps | infer p50 | agent CPU | vision spool writes |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for ph in phases:
+        e = ph.edge_ms
+        print(
+            f"| {ph.name} | {statistics.median(e):.2f} ms | {pct(e, 0.99):.2f} ms "
+            f"| {max(e):.2f} ms | {pct(ph.durable_ms, 0.99):.2f} ms "
+            f"| {fmt(ph.analysed_fps, '.1f')} "
+            f"| {fmt(statistics.median(ph.infer_ms) if ph.infer_ms else None, '.0f')} ms "
+            f"| {fmt(ph.cpu_pct, '.0f')} % | {ph.writes} |"
+        )
+    base = pct(phases[0].edge_ms, 0.99)
+    for ph in phases[1:]:
+        print(f"p99 ratio {ph.name} / idle: {pct(ph.edge_ms, 0.99) / base:.2f}")
+
+
+def run(args: argparse.Namespace, workdir: Path) -> None:
+    broker = LocalBroker(workdir / "broker").start()
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--subscriber", str(broker.port), TOPICS.event("bell")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    arrivals = Arrivals(child)
+    arrivals.q.get(timeout=20)  # ready
+    phases = [Phase(n) for n in ["idle", *(args.isolation if args.vision else [])]]
+    # Rounds interleave the phases, so that a burst of load from elsewhere on a shared
+    # machine spreads over all of them instead of falling on one.
+    per_round = [args.presses // args.rounds] * args.rounds
+    per_round[-1] += args.presses - sum(per_round)
+    try:
+        for r, n in enumerate(per_round):
+            for i, ph in enumerate(phases):
+                measure(ph, n, broker.port, arrivals, workdir / f"r{r}p{i}", args=args)
+    finally:
         assert child.stdin is not None
         child.stdin.close()
         child.wait(10)
         broker.stop()
-    floor = spool_floor(workdir, presses)
-    print(f"pole-agent {__version__}, {presses} presses, debounce {debounce_ms} ms, idle agent")
-    print(summary("edge -> centre (pressed event)", edge_ms))
-    print(summary("  edge -> durable in the spool", durable_ms))
-    print(summary("  durable -> centre (link, broker)", publish_ms))
-    print(summary("spool put alone (commit + fsync)", floor))
-    ratio = statistics.median(edge_ms) / statistics.median(floor)
-    print(f"ratio of medians, edge->centre / spool put: {ratio:.2f}")
+    report(phases, spool_floor(workdir, args.presses), args)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--presses", type=int, default=1000)
     ap.add_argument("--debounce-ms", type=int, default=0)
+    ap.add_argument(
+        "--vision", action="store_true", help="after the idle phase, phases with vision running"
+    )
+    ap.add_argument("--cameras", type=int, default=3, help="sample cameras at 10 fps (--vision)")
+    ap.add_argument(
+        "--isolation",
+        nargs="+",
+        choices=["thread", "process", "thread-discard", "process-discard"],
+        default=["thread", "process"],
+        help="vision phases, in this order (--vision); -discard: vision's events are dropped",
+    )
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="split the presses into interleaved rounds"
+    )
     ap.add_argument("--spool-dir", type=Path, help="where the spool lives (default: a tmp dir)")
     ap.add_argument("--subscriber", nargs=2, metavar=("PORT", "TOPIC"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -206,10 +409,10 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     if args.spool_dir:
         args.spool_dir.mkdir(parents=True, exist_ok=True)
-        run(args.presses, args.debounce_ms, args.spool_dir)
+        run(args, args.spool_dir)
         return
     with tempfile.TemporaryDirectory(prefix="bell-bench-") as d:
-        run(args.presses, args.debounce_ms, Path(d))
+        run(args, Path(d))
 
 
 if __name__ == "__main__":
