@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 TX_MAX = 32  # requests waiting for the child
 STABLE_S = 60.0  # a child that lived this long starts the backoff afresh
+STARTUP_S = 120.0  # longest start (imports, model load) before it counts as hung
 IDS_MAX = 256  # child event ids remembered for their snapshots
 POLL_S = 0.5
 
@@ -63,6 +64,7 @@ class _Child:
     started: float
     last_msg: float  # this process's monotonic time of the last message
     progress: float  # ... of the child's last vision turn
+    ready: bool = False  # its service started (the model is loaded)
     counters: dict[str, int] = field(default_factory=dict)
     # Held while sending; the socket is closed under it, so that a send never lands on
     # a reused descriptor.  vision-rx kills the process first, which unblocks a send.
@@ -305,8 +307,10 @@ class VisionProcess:
                 return "vision_crashed"
 
     def _hung(self, child: _Child) -> bool:
-        """Silent, or its vision thread not turning, for ``hang_s`` (model load included)."""
+        """Silent, or its vision thread not turning, for ``hang_s`` (STARTUP_S before ready)."""
         now = time.monotonic()
+        if not child.ready:
+            return now - child.started > max(STARTUP_S, self.hang_s)
         return now - min(child.last_msg, child.progress) > self.hang_s
 
     # ------------------------------------------------------------------ messages
@@ -322,8 +326,8 @@ class VisionProcess:
         elif kind == "facts":
             self._on_facts(child, *msg[1:])
         elif kind == "ready":
-            self.niced = msg[2]
-            log.info("vision: process %d ready (nice +%s)", msg[1], msg[2])
+            child.ready, child.progress, self.niced = True, time.monotonic(), msg[2]
+            log.info("vision: process %d ready (niceness %s)", msg[1], msg[2])
         elif kind == "fatal":
             log.error("vision: the process could not start: %s", msg[1])
 

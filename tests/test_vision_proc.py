@@ -171,6 +171,25 @@ def test_sigkill_reports_lost_restarts_and_keeps_state(run: Run) -> None:
     assert len(set(seqs)) == len(seqs)
 
 
+def test_a_hung_child_is_killed_and_restarted(run: Run) -> None:
+    vp = run.vision
+    pid = vp.pid
+    assert pid is not None
+    n = len(run.events())
+    vp.hang_s = 2.0
+    os.kill(pid, signal.SIGSTOP)  # alive, silent, its vision thread not turning
+    try:
+        lost = run.wait("camera lost (hung)", lambda: run.find(lambda e: e.k == "camera", n))
+    finally:
+        vp.hang_s = 60.0
+    assert (lost[0].ev, lost[0].why) == ("lost", "vision_hung")
+    assert not _alive(pid)
+    run.wait(
+        "camera restored", lambda: run.find(lambda e: e.k == "camera" and e.ev == "restored", n)
+    )
+    assert vp.detector_facts()["proc"]["restarts"] == 2
+
+
 def test_clean_stop_leaves_no_child(run: Run) -> None:
     pid = run.vision.pid
     assert pid is not None
@@ -212,11 +231,15 @@ def test_a_parent_that_does_not_read_makes_the_child_drop_objects_not_block(
     results = [child.offer(("event", big), droppable=True) for _ in range(2000)]
     assert child.dropped_objects > 0
     assert results.count(False) == child.dropped_objects
+    time.sleep(0.5)  # the sender fills the socket and blocks in send
+    while child.offer(("event", big), droppable=True):  # up to the soft limit again
+        pass
     # Past the soft limit, other messages still fit; when the queue is full, they wait
     # BLOCK_S and are dropped (counted): the child's vision thread never hangs here.
+    room = OUT_MAX - child.out.qsize()
+    assert room == OUT_MAX - SOFT_MAX
     state = ("state", "camera-1", "ok", 0, None)
-    oks = [child.offer(state, droppable=False) for _ in range(OUT_MAX - SOFT_MAX + 3)]
-    assert oks[0]
-    assert not oks[-1]
-    assert child.dropped_other == oks.count(False)
+    oks = [child.offer(state, droppable=False) for _ in range(room + 2)]
+    assert oks == [True] * room + [False, False]
+    assert child.dropped_other == 2
     mine.close()
