@@ -106,11 +106,12 @@ class VisionProcess:
         self._facts: dict[str, dict[str, Any]] = {c.id: {"state": "starting"} for c in cameras}
         self._det: dict[str, Any] = {"state": "starting"}
         self._tx: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=TX_MAX)
-        self._lock = threading.Lock()  # guards _child and sends on its socket
+        self._lock = threading.Lock()  # guards _child (never held while blocking)
         self._child: _Child | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._overrides: dict[str, tuple[bool, float | None]] = {}
+        self._ov_lock = threading.Lock()  # commands thread vs vision-rx (replay)
         self._ids: OrderedDict[str, str] = OrderedDict()
         self._tid_max: dict[str, int] = {c.id: -1 for c in cameras}
         self._tid_off: dict[str, int] = {c.id: 0 for c in cameras}
@@ -190,9 +191,10 @@ class VisionProcess:
         return self._override(name, False, until)
 
     def _override(self, name: str, armed: bool, until: float | None) -> bool:
-        if name not in self._names or not self._queue(("rule", name, armed, until)):
-            return False
-        self._overrides[name] = (armed, until)  # replayed to a restarted child
+        with self._ov_lock:
+            if name not in self._names or not self._queue(("rule", name, armed, until)):
+                return False
+            self._overrides[name] = (armed, until)  # replayed to a restarted child
         log.info("vision: %s %s until %s", "armed" if armed else "disarmed", name, until)
         return True
 
@@ -263,6 +265,9 @@ class VisionProcess:
                     stdin=subprocess.DEVNULL,
                     env=_child_env(),
                 )
+            except OSError:
+                mine.close()
+                raise
             finally:
                 theirs.close()
             now = time.monotonic()
@@ -284,11 +289,12 @@ class VisionProcess:
 
     def _replay(self) -> None:
         now = time.monotonic()
-        for name, (armed, until) in list(self._overrides.items()):
-            if until is not None and until <= now:
-                del self._overrides[name]
-            else:
-                self._queue(("rule", name, armed, until))
+        with self._ov_lock:
+            for name, (armed, until) in list(self._overrides.items()):
+                if until is not None and until <= now:
+                    del self._overrides[name]
+                else:
+                    self._queue(("rule", name, armed, until))
 
     def _pump(self, child: _Child) -> str:
         """Handle the child's messages until it ends; the reason: crashed, hung or stopped."""
@@ -301,6 +307,10 @@ class VisionProcess:
                     continue
             except (EOFError, OSError):
                 return "vision_crashed"
+            except Exception:  # one odd message (a bug) must not end the supervision
+                self.bad_messages += 1
+                log.exception("vision: a message from the process could not be handled")
+                continue
             if self._hung(child):
                 return "vision_hung"
             if child.proc.poll() is not None and not child.conn.poll(0):
