@@ -207,8 +207,11 @@ class DetectionConfig(Strict):
         description="Run vision in a child process (restarted if it dies; the detector never "
         "holds the agent's GIL, so bell latency stays low) or in a thread of the agent.",
     )
-    process_nice: int = Field(
-        default=10, ge=0, le=19, description="isolation=process: niceness added to the child."
+    process_priority: Literal["idle"] | Annotated[int, Field(ge=0, le=19)] = Field(
+        default="idle",
+        description="isolation=process: 'idle' runs the child under SCHED_IDLE (it only gets "
+        "CPU time nothing else wants: bell, link and broker always go first); a number 0..19 "
+        "is niceness added instead (vision keeps a share under other load).",
     )
 
 

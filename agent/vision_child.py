@@ -1,15 +1,16 @@
 """The vision process: a :class:`~agent.vision.VisionService` behind a socket to the agent.
 
 Started by :class:`agent.vision_proc.VisionProcess` as ``python -m agent.vision_child --fd N``.
-It lowers its own CPU priority first (before numpy, OpenCV or onnxruntime start their
-thread pools, which inherit it), then reads its config from the socket, runs the service
-with a :class:`PipeOutbox`, and sends everything the service emits to the parent.
+It lowers its own CPU priority first (SCHED_IDLE by default; before numpy, OpenCV or
+onnxruntime start their thread pools, which inherit it), then reads its config from the
+socket, runs the service with a :class:`PipeOutbox`, and sends everything the service
+emits to the parent.
 
 Messages are pickled tuples over a ``multiprocessing.connection.Connection``:
 
 - parent -> child: ``("config", cameras, detection, device_id, boot_id)`` first, then
   ``("snap", event_id, camera)``, ``("rule", name, armed, remaining_s)``, ``("stop",)``;
-- child -> parent: ``("ready", pid, niced)``, ``("event", json)``, ``("state", name, state,
+- child -> parent: ``("ready", pid, priority)``, ``("event", json)``, ``("state", name, state,
   since, detail)``, ``("snap", event_id, jpeg)``, ``("facts", cams, detector, progress_age_s,
   counters)``, ``("fatal", text)``.
 
@@ -78,9 +79,9 @@ class PipeOutbox(Outbox):
 class Child:
     """The child's side: a receiver thread, a sender thread, facts from the main thread."""
 
-    def __init__(self, conn: Connection, niced: int | None) -> None:
+    def __init__(self, conn: Connection, priority: str | None) -> None:
         self.conn = conn
-        self.niced = niced
+        self.priority = priority
         self.out: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=OUT_MAX)
         self.stop = threading.Event()
         self.dropped_objects = 0
@@ -156,7 +157,7 @@ class Child:
         sender.start()
         threading.Thread(target=self._recv_loop, name="child-recv", daemon=True).start()
         self.service.start()
-        self.offer(("ready", os.getpid(), self.niced), droppable=False)
+        self.offer(("ready", os.getpid(), self.priority), droppable=False)
         period = FIRST_FACTS_S  # the agent learns soon that a camera is up (snapshots)
         while not self.stop.wait(period):
             facts = self._facts()
@@ -187,14 +188,22 @@ class Child:
         return ("facts", svc.facts(), svc.detector_facts(), age, counters)
 
 
-def _lower_priority(increment: int) -> int | None:
-    """os.nice(increment); None when not allowed (e.g. a seccomp filter without setpriority)."""
-    if increment <= 0:
-        return 0
+def _lower_priority(priority: str) -> str | None:
+    """``idle`` (SCHED_IDLE) or a niceness to add; what was set, None when refused.
+
+    SCHED_IDLE is preferred because a waking normal task preempts an idle one at once; a
+    niced task may still finish its time slice first, a few ms per hop on the bell's path.
+    Lowering one's own priority needs no privilege, but a seccomp filter can refuse it
+    (systemd's ``SystemCallFilter=~@resources``).  Linux applies both per thread: called
+    before any thread exists, every thread started later inherits it.
+    """
     try:
-        return os.nice(increment)
-    except OSError as exc:
-        # Logging is not set up yet; the parent reports niced=None from the ready message.
+        if priority == "idle":
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            return "idle"
+        return f"nice {os.nice(int(priority))}"  # the resulting niceness
+    except (OSError, AttributeError) as exc:
+        # Logging is not set up yet; the parent reports priority None from "ready".
         print(f"vision process: could not lower its priority: {exc}", file=sys.stderr)
         return None
 
@@ -203,16 +212,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m agent.vision_child``."""
     ap = argparse.ArgumentParser(prog="agent.vision_child", description=__doc__.split("\n")[0])
     ap.add_argument("--fd", type=int, required=True, help="socket to the agent")
-    ap.add_argument("--nice", type=int, default=10, help="niceness to add")
+    ap.add_argument("--priority", default="idle", help="'idle' (SCHED_IDLE) or niceness to add")
     ap.add_argument("--log-level", default="info")
     args = ap.parse_args(argv)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
-    niced = _lower_priority(args.nice)  # first: thread pools started later inherit it
+    priority = _lower_priority(args.priority)  # first: thread pools started later inherit it
     from agent import logs
 
     logs.setup(args.log_level)
-    code = Child(Connection(args.fd), niced).run()
+    code = Child(Connection(args.fd), priority).run()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -1,11 +1,11 @@
 """Vision in a child process, so that the detector never holds the agent's GIL.
 
 :class:`VisionProcess` has the interface of :class:`agent.vision.VisionService`.  It starts
-``python -m agent.vision_child`` (niced, see there) with one end of a socket pair, and two
-threads of its own: "vision-rx" owns the child (start, read, restart) and turns what the
-child sends into calls of the real :class:`~agent.outbox.Outbox`; "vision-tx" sends
-snapshot requests and arm/disarm to the child from a bounded queue, so that the bell and
-command threads only ever queue (never block on the child).
+``python -m agent.vision_child`` (low CPU priority, see there) with one end of a socket
+pair, and two threads of its own: "vision-rx" owns the child (start, read, restart) and
+turns what the child sends into calls of the real :class:`~agent.outbox.Outbox`;
+"vision-tx" sends snapshot requests and arm/disarm to the child from a bounded queue, so
+that the bell and command threads only ever queue (never block on the child).
 
 What crosses the boundary, and how it stays correct:
 
@@ -119,7 +119,7 @@ class VisionProcess:
         self._progress = time.monotonic()
         self._dropped_before = 0  # dropped object events of earlier children
         self.restarts = 0
-        self.niced: int | None = None
+        self.priority: str | None = None  # "idle", a niceness, None: could not lower it
         self.pid: int | None = None
         self.bad_messages = 0
 
@@ -167,7 +167,7 @@ class VisionProcess:
             "pid": self.pid,
             "running": child is not None and child.proc.poll() is None,
             "restarts": self.restarts,
-            "niced": self.niced,
+            "priority": self.priority,
             "dropped_objects": dropped,
         }
         return {**self._det, "proc": proc}
@@ -283,9 +283,19 @@ class VisionProcess:
 
     def _argv(self, fd: int) -> list[str]:
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
-        nice = str(self.detection.process_nice)
+        prio = str(self.detection.process_priority)
         module = "agent.vision_child"
-        return [sys.executable, "-m", module, "--fd", str(fd), "--nice", nice, "--log-level", level]
+        return [
+            sys.executable,
+            "-m",
+            module,
+            "--fd",
+            str(fd),
+            "--priority",
+            prio,
+            "--log-level",
+            level,
+        ]
 
     def _replay(self) -> None:
         now = time.monotonic()
@@ -336,8 +346,11 @@ class VisionProcess:
         elif kind == "facts":
             self._on_facts(child, *msg[1:])
         elif kind == "ready":
-            child.ready, child.progress, self.niced = True, time.monotonic(), msg[2]
-            log.info("vision: process %d ready (niceness %s)", msg[1], msg[2])
+            child.ready, child.progress, self.priority = True, time.monotonic(), msg[2]
+            if msg[2] is None:
+                log.warning("vision: process %d ready, but at the agent's CPU priority", msg[1])
+            else:
+                log.info("vision: process %d ready (CPU priority %s)", msg[1], msg[2])
         elif kind == "fatal":
             log.error("vision: the process could not start: %s", msg[1])
 

@@ -13,15 +13,21 @@ loop, agent otherwise idle).  Side by side, in the same run, it times bare spool
 Debounce is set to 0 by default so the path itself is measured; a real configuration
 adds its ``debounce_ms`` (stable-time debounce) to every press on top of these figures.
 
-    python bench/bell_latency.py --presses 500 --vision --cameras 3 --isolation thread process
+    python bench/bell_latency.py --presses 500 --rounds 5 --gap-ms 20 \
+        --vision --cameras 3 --isolation thread process:10 process
 
 With ``--vision``, the idle phase is followed, in the same run, by one phase per
 ``--isolation`` value with the vision pipeline on ``--cameras`` sample cameras looping at
 10 fps each, motion gating off (three of them ask for more than the detector can do on
-two cores: the machine is flat out).  ``thread`` runs the VisionService in this process,
-``process`` runs it in the niced child process (VisionProcess).  Each phase has a fresh
-spool, link and bell; the table gives edge->centre percentiles, the analysed fps of all
-cameras together, the detector's median time and the CPU of the agent (both processes).
+two cores: the machine is flat out).  ``thread`` runs the VisionService in this process;
+``process`` runs it in the child process (VisionProcess) under SCHED_IDLE, the default,
+and ``process:N`` with niceness N instead; ``-discard`` throws vision's events away (CPU
+and GIL load only, no traffic through the shared spool and link).  Each phase has a
+fresh spool, link and bell; ``--rounds`` interleaves the phases so that load from
+elsewhere on a shared machine falls on all of them; ``--gap-ms`` spaces the presses
+(jittered) so that each press finds the agent waiting, as a real one does.  The table
+gives edge->centre percentiles, the analysed fps of all cameras together, the detector's
+median time, the CPU of the agent (both processes) and vision's spool writes meanwhile.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ import argparse
 import json
 import logging
 import os
+import random
+import re
 import socket
 import statistics
 import subprocess
@@ -183,15 +191,19 @@ class DiscardingOutbox(Outbox):
 def start_vision(outbox: Outbox, phase: str, cameras: int) -> Any:
     """The vision pipeline on ``cameras`` sample cameras, as a thread or a child process.
 
-    ``<isolation>-discard``: its events are thrown away, which leaves only its CPU and GIL
-    load, without its traffic through the shared spool and link.
+    ``phase`` is ``thread`` or ``process[:PRIORITY]`` (``idle``, the default, or a niceness),
+    with ``-discard`` appended when its events are to be thrown away, which leaves only
+    its CPU and GIL load, without its traffic through the shared spool and link.
     """
     from agent.config import DetectionConfig
 
-    isolation, _, discard = phase.partition("-")
+    kind, _, discard = phase.partition("-")
+    isolation, _, priority = kind.partition(":")
     if discard:
         outbox = DiscardingOutbox(outbox.spool, outbox.topics, outbox.stamper)
-    detection = DetectionConfig.model_validate({"threads": 2, "isolation": isolation})
+    detection = DetectionConfig.model_validate(
+        {"threads": 2, "isolation": isolation, "process_priority": priority or "idle"}
+    )
     if isolation == "process":
         from agent.vision_proc import VisionProcess
 
@@ -243,7 +255,9 @@ class Phase:
         return 100 * self.cpu_s / self.wall_s if self.wall_s else None
 
 
-def press_loop(sock: Path, n: int, arrivals: Arrivals, outbox: TimedOutbox, ph: Phase) -> None:
+def press_loop(
+    sock: Path, n: int, arrivals: Arrivals, outbox: TimedOutbox, ph: Phase, *, gap_ms: float
+) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
         c.connect(str(sock))
         reader = c.makefile("r")
@@ -259,7 +273,9 @@ def press_loop(sock: Path, n: int, arrivals: Arrivals, outbox: TimedOutbox, ph: 
             c.sendall(b"up\n")
             reader.readline()
             arrivals.next("released")
-            time.sleep(0.002)  # let the retained state rows go out before the next press
+            # Let the retained state rows go out before the next press; a jittered gap
+            # does not lock into step with the cameras' 10 fps.
+            time.sleep(gap_ms / 1000 * random.uniform(0.5, 1.5))
 
 
 def measure(
@@ -303,7 +319,7 @@ def measure(
         child = getattr(vision, "pid", None)
         t0, cpu0 = time.monotonic(), cpu_s(None) + (cpu_s(child) if child else 0.0)
         writes0 = outbox.writes
-        press_loop(sock, presses, arrivals, outbox, ph)
+        press_loop(sock, presses, arrivals, outbox, ph, gap_ms=args.gap_ms)
         ph.writes += outbox.writes - writes0
         if vision is not None:
             time.sleep(1.2)  # the child's facts are up to a second old
@@ -337,17 +353,17 @@ def report(phases: list[Phase], floor: list[float], args: argparse.Namespace) ->
         print(summary("  durable -> centre (link, broker)", ph.publish_ms))
     print(summary("spool put alone (commit + fsync)", floor))
     print()
-    head = "| vision | edge->centre p50 | p99 | max | edge->durable p99 "
-    print(head + "| analysed fps | infer p50 | agent CPU | vision spool writes |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| vision | edge->centre p50 | p95 | p99 | max | > 10 ms | edge->durable p99 ", end="")
+    print("| analysed fps | infer p50 | agent CPU | vision spool writes |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for ph in phases:
         e = ph.edge_ms
+        infer = statistics.median(ph.infer_ms) if ph.infer_ms else None
         print(
-            f"| {ph.name} | {statistics.median(e):.2f} ms | {pct(e, 0.99):.2f} ms "
-            f"| {max(e):.2f} ms | {pct(ph.durable_ms, 0.99):.2f} ms "
-            f"| {fmt(ph.analysed_fps, '.1f')} "
-            f"| {fmt(statistics.median(ph.infer_ms) if ph.infer_ms else None, '.0f')} ms "
-            f"| {fmt(ph.cpu_pct, '.0f')} % | {ph.writes} |"
+            f"| {ph.name} | {statistics.median(e):.2f} ms | {pct(e, 0.95):.2f} ms "
+            f"| {pct(e, 0.99):.2f} ms | {max(e):.1f} ms | {sum(x > 10 for x in e)} "
+            f"| {pct(ph.durable_ms, 0.99):.2f} ms | {fmt(ph.analysed_fps, '.1f')} "
+            f"| {fmt(infer, '.0f')} ms | {fmt(ph.cpu_pct, '.0f')} % | {ph.writes} |"
         )
     base = pct(phases[0].edge_ms, 0.99)
     for ph in phases[1:]:
@@ -382,6 +398,12 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     report(phases, spool_floor(workdir, args.presses), args)
 
 
+def phase_name(text: str) -> str:
+    if not re.fullmatch(r"(thread|process(:(idle|1?[0-9]))?)(-discard)?", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: thread or process[:idle|0..19][-discard]")
+    return text
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--presses", type=int, default=1000)
@@ -393,9 +415,13 @@ def main() -> None:
     ap.add_argument(
         "--isolation",
         nargs="+",
-        choices=["thread", "process", "thread-discard", "process-discard"],
+        type=phase_name,
         default=["thread", "process"],
-        help="vision phases, in this order (--vision); -discard: vision's events are dropped",
+        help="vision phases, in this order (--vision): thread, process, process:NICENESS "
+        "(default priority: idle); a -discard suffix drops vision's events",
+    )
+    ap.add_argument(
+        "--gap-ms", type=float, default=2.0, help="mean pause after each press (jittered 50%%)"
     )
     ap.add_argument(
         "--rounds", type=int, default=1, help="split the presses into interleaved rounds"

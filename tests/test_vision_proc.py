@@ -115,7 +115,9 @@ def test_events_land_in_the_parents_spool_in_one_seq_order(run: Run) -> None:
     assert snap[0].topic == TOPICS.snapshot(hit.id)
     assert snap[0].payload[:2] == b"\xff\xd8"
     run.wait("camera ok in the facts", lambda: run.vision.facts()["cam-1"]["state"] == "ok")
-    assert run.vision.detector_facts()["proc"]["niced"] == 10
+    assert run.vision.detector_facts()["proc"]["priority"] == "idle"
+    assert run.vision.pid is not None
+    assert os.sched_getscheduler(run.vision.pid) == os.SCHED_IDLE  # the default
 
 
 def test_requested_snapshot_is_linked_to_the_event_id(run: Run) -> None:
@@ -225,7 +227,7 @@ def test_a_parent_that_does_not_read_makes_the_child_drop_objects_not_block(
 ) -> None:
     monkeypatch.setattr(vision_child, "BLOCK_S", 0.2)
     mine, theirs = socket.socketpair()  # nobody reads `mine`
-    child = Child(Connection(theirs.detach()), niced=None)
+    child = Child(Connection(theirs.detach()), priority=None)
     threading.Thread(target=child._send_loop, name="child-send", daemon=True).start()
     big = b"x" * 4096
     results = [child.offer(("event", big), droppable=True) for _ in range(2000)]
@@ -243,3 +245,21 @@ def test_a_parent_that_does_not_read_makes_the_child_drop_objects_not_block(
     assert oks == [True] * room + [False, False]
     assert child.dropped_other == 2
     mine.close()
+
+
+def test_a_niceness_instead_of_idle(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    detection = DetectionConfig(enabled=False, process_priority=10)
+    vp = VisionProcess([], detection, Outbox(spool, TOPICS, EventStamper("pole-0001")))
+    vp.start()
+    try:
+        end = time.monotonic() + 30
+        while vp.priority is None and time.monotonic() < end:
+            time.sleep(0.05)
+        assert vp.pid is not None
+        assert vp.priority == f"nice {os.getpriority(os.PRIO_PROCESS, 0) + 10}"
+        assert os.sched_getscheduler(vp.pid) == os.SCHED_OTHER
+        assert os.getpriority(os.PRIO_PROCESS, vp.pid) == os.getpriority(os.PRIO_PROCESS, 0) + 10
+    finally:
+        vp.stop(5)
+        spool.close()
