@@ -57,9 +57,10 @@ class Run:
         self.spool = Spool(path)
         self.stamper = EventStamper("pole-0001")
         self.outbox = Outbox(self.spool, TOPICS, self.stamper)
-        self.vision = VisionProcess(
-            [camera()], DetectionConfig(threads=1), self.outbox, restart_min_s=0.5
-        )
+        # Niceness, not the default SCHED_IDLE: on a shared test machine an idle-class
+        # child can starve behind other jobs; the default is checked below on its own.
+        detection = DetectionConfig(threads=1, process_priority=10)
+        self.vision = VisionProcess([camera()], detection, self.outbox, restart_min_s=0.5)
 
     def rows(self) -> list[SpoolRow]:
         return sorted(self.spool.next_batch(100_000), key=lambda r: r.id)
@@ -115,9 +116,11 @@ def test_events_land_in_the_parents_spool_in_one_seq_order(run: Run) -> None:
     assert snap[0].topic == TOPICS.snapshot(hit.id)
     assert snap[0].payload[:2] == b"\xff\xd8"
     run.wait("camera ok in the facts", lambda: run.vision.facts()["cam-1"]["state"] == "ok")
-    assert run.vision.detector_facts()["proc"]["priority"] == "idle"
     assert run.vision.pid is not None
-    assert os.sched_getscheduler(run.vision.pid) == os.SCHED_IDLE  # the default
+    assert os.sched_getscheduler(run.vision.pid) == os.SCHED_OTHER
+    nice = os.getpriority(os.PRIO_PROCESS, 0) + 10
+    assert os.getpriority(os.PRIO_PROCESS, run.vision.pid) == nice
+    assert run.vision.detector_facts()["proc"]["priority"] == f"nice {nice}"
 
 
 def test_requested_snapshot_is_linked_to_the_event_id(run: Run) -> None:
@@ -247,9 +250,10 @@ def test_a_parent_that_does_not_read_makes_the_child_drop_objects_not_block(
     mine.close()
 
 
-def test_a_niceness_instead_of_idle(tmp_path: Path) -> None:
+def test_the_default_priority_is_sched_idle(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool.db")
-    detection = DetectionConfig(enabled=False, process_priority=10)
+    detection = DetectionConfig(enabled=False)
+    assert detection.process_priority == "idle"
     vp = VisionProcess([], detection, Outbox(spool, TOPICS, EventStamper("pole-0001")))
     vp.start()
     try:
@@ -257,9 +261,8 @@ def test_a_niceness_instead_of_idle(tmp_path: Path) -> None:
         while vp.priority is None and time.monotonic() < end:
             time.sleep(0.05)
         assert vp.pid is not None
-        assert vp.priority == f"nice {os.getpriority(os.PRIO_PROCESS, 0) + 10}"
-        assert os.sched_getscheduler(vp.pid) == os.SCHED_OTHER
-        assert os.getpriority(os.PRIO_PROCESS, vp.pid) == os.getpriority(os.PRIO_PROCESS, 0) + 10
+        assert vp.priority == "idle"
+        assert os.sched_getscheduler(vp.pid) == os.SCHED_IDLE
     finally:
         vp.stop(5)
         spool.close()
