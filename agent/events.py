@@ -163,6 +163,9 @@ class HealthEvent(_Event):
     ver: str = Field(description="Software version.")
     cfg: str = Field(description="Config hash.")
     cams: dict[str, dict[str, Any]] = Field(default={}, description="Per camera facts.")
+    det: dict[str, Any] | None = Field(
+        default=None, description="Detector and vision process: model, latency, restarts, drops."
+    )
     bell: dict[str, Any] = Field(default={}, description="Bell facts.")
     spool: dict[str, Any] = Field(default={}, description="Spool depth and drops.")
     link: dict[str, Any] = Field(default={}, description="Broker link facts.")

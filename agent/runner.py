@@ -251,6 +251,7 @@ class Runner:
             version=__version__,
             config_hash=config_hash(self.cfg),
             cams=stages.vision.facts if stages.vision is not None else None,
+            detector=getattr(stages.vision, "detector_facts", None),
             bell=stages.bell.facts if stages.bell is not None else None,
             spool=self.spool.stats,
             link=stages.link.facts,

@@ -48,6 +48,13 @@ def test_camera_file_destroyed_mid_run_reports_and_bells_work(
         centre.wait_for(
             lambda m: m.topic.endswith("/event/camera") and b'"restored"' in m.payload, timeout=60
         )
+        # The heartbeat tells the centre about the camera and the vision process.
+        beat = centre.wait_for(
+            lambda m: m.topic.endswith("/heartbeat") and b'"proc"' in m.payload, timeout=30
+        )[0].json()
+        assert beat["det"]["proc"]["running"] is True
+        assert "cam1" in beat["cams"]
+        assert beat["bell"]["state"] == "idle"
     finally:
         assert agent.stop() == 0
     assert "Traceback" not in agent.output()
