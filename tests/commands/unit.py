@@ -7,9 +7,6 @@ and the spool in a temporary folder, and device and site command keys.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ from agent.bell.cli import send_command as bell_send
 from agent.commands.auth import make_request
 from agent.devbroker import LocalBroker
 from agent.events import CommandResultEvent, Topics, decode_event
+from tests.agentproc import AgentProcess
 from tests.centre import Centre, Received
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,13 +72,9 @@ class Unit:
         self.write_site(self.config)
         user, password = centre or (None, None)
         self.centre = Centre(self.broker.port, username=user, password=password)
-        self.log = folder / "agent.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "run", str(self.site)],
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        self.agent = AgentProcess(self.site)
+        self.proc = self.agent.proc
+        self.log = self.agent.log
         self.centre.wait_for(lambda m: m.topic == TOPICS.status and b"online" in m.payload)
         time.sleep(0.3)  # the link subscribes to cmd/+ right after its birth message
 
@@ -134,18 +128,14 @@ class Unit:
         return msg
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace")
+        return self.agent.output()
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.centre.close()
-        self.broker.stop()
+        try:
+            self.agent.stop()  # SIGTERM; fails the test if the agent does not stop in time
+        finally:
+            self.centre.close()
+            self.broker.stop()
 
 
 def _is_result(m: Received, req: str) -> bool:
