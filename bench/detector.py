@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -45,6 +44,11 @@ from agent import assets
 from agent.config import DetectionConfig
 from agent.detect.detector import Detector
 from agent.detect.letterbox import Letterbox
+
+try:  # one Video and one full pipeline for both benches
+    from bench.pipeline import Full, Video  # python -m bench.detector
+except ImportError:
+    from pipeline import Full, Video  # type: ignore[no-redef]  # python bench/detector.py
 
 Frame = npt.NDArray[np.uint8]
 UL_HINT = "not importable, skipped (separate venv: see docs/benchmarks.md, 'Detection')"
@@ -74,22 +78,6 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-class Video:
-    """The sample video read frame by frame, rewinding at the end (decode is measured)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.cap = cv2.VideoCapture(str(path))
-
-    def read(self) -> Frame:
-        ok, frame = self.cap.read()
-        if not ok:
-            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, frame = self.cap.read()
-        assert ok, f"cannot read {self.path}"
-        return np.asarray(frame, dtype=np.uint8)
 
 
 def some_frames(path: Path, count: int) -> list[Frame]:
@@ -127,11 +115,7 @@ def detector_step(detector: Detector, read: Callable[[], Frame]) -> Callable[[],
 
 def full_step(detector: Detector, video_path: Path) -> Callable[[], None]:
     """bench/pipeline.py's ``Full``: read, detect, track, lifecycle, rules, events."""
-    try:
-        from bench.pipeline import Full  # python -m bench.detector
-    except ImportError:
-        from pipeline import Full  # type: ignore[no-redef]  # python bench/detector.py
-    return Full(detector, Video(video_path))  # type: ignore[arg-type]  # same read()
+    return Full(detector, Video(video_path))
 
 
 def rounds(steps: dict[str, Callable[[], None]], frames: int, per_round: int) -> dict[str, Tally]:

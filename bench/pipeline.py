@@ -72,6 +72,7 @@ class Video:
             self.cap.release()
             self.cap = cv2.VideoCapture(str(self.path))
             ok, frame = self.cap.read()
+        assert ok, f"cannot read {self.path}"
         return np.asarray(frame, np.uint8)
 
 
