@@ -25,10 +25,10 @@ EXIT_BAD_INPUT = 2
 # Modules that add sub-commands: each has register(subparsers).
 COMMAND_MODULES = (
     "agent.cli",
-    "agent.mqtt.cli",
+    "agent.centre.cli",
     "agent.detect.cli",
     "agent.bell.cli",
-    "agent.field.cli",
+    "agent.technician.cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]
@@ -98,7 +98,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from agent.demo import run_demo
+    from agent.dev.demo import run_demo
 
     return run_demo(duration=args.duration, press_after=args.press_after)
 

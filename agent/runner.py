@@ -125,7 +125,7 @@ class Runner:
 
     def _build_commands(self, cfg: AgentConfig, outbox: Outbox) -> Service | None:
         try:
-            from agent.commands.service import CommandService
+            from agent.control.service import CommandService
         except ImportError:
             return None
         service: Service = CommandService(cfg, outbox)

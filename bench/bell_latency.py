@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT))
 from agent import __version__  # noqa: E402
 from agent.bell import BellService  # noqa: E402
 from agent.config import BellConfig, DeviceConfig, MqttConfig  # noqa: E402
-from agent.devbroker import LocalBroker  # noqa: E402
+from agent.dev.broker import LocalBroker  # noqa: E402
 from agent.events import EventStamper, Priority, Topics  # noqa: E402
 from agent.mqtt.link import Link, StatusInfo  # noqa: E402
 from agent.outbox import Outbox  # noqa: E402
@@ -68,7 +68,7 @@ TOPICS = Topics("pole", "bench", "bench-1")
 
 def subscriber(port: int, topic: str) -> None:
     """Child process: print one JSON line per bell event with its arrival time."""
-    from tests.centre import Centre
+    from tests.centre.observer import Centre
 
     class Printer(Centre):
         def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:

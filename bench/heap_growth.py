@@ -24,11 +24,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.devbroker import LocalBroker  # noqa: E402
+from agent.dev.broker import LocalBroker  # noqa: E402
 from agent.health import Notifier  # noqa: E402
 from agent.runner import Runner  # noqa: E402
 from tests.agentproc import write_site  # noqa: E402
-from tests.centre import Centre  # noqa: E402
+from tests.centre.observer import Centre  # noqa: E402
 
 
 class CountingCentre(Centre):

@@ -21,9 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.devbroker import LocalBroker  # noqa: E402
+from agent.dev.broker import LocalBroker  # noqa: E402
 from tests.agentproc import AgentProcess, write_site  # noqa: E402
-from tests.centre import Centre  # noqa: E402
+from tests.centre.observer import Centre  # noqa: E402
 
 
 def _children(pid: int) -> list[int]:

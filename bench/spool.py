@@ -3,7 +3,7 @@
     python -m bench.spool [--n 2000] [--replay 10000] [--dir /tmp]
 
 Prints three tables.  Everything runs against real files and a private mosquitto
-(``agent.devbroker.LocalBroker``); the bare paho round trip is measured in the same run
+(``agent.dev.broker.LocalBroker``); the bare paho round trip is measured in the same run
 so that the link's overhead reads as a ratio, not as a number from another machine.
 """
 
@@ -24,7 +24,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.config import DeviceConfig, MqttConfig
-from agent.devbroker import LocalBroker
+from agent.dev.broker import LocalBroker
 from agent.events import EventStamper, Topics, encode
 from agent.mqtt.link import Link, StatusInfo
 from agent.outbox import Outbox

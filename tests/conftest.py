@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.devbroker import LocalBroker
-from tests.centre import Centre
+from agent.dev.broker import LocalBroker
+from tests.centre.observer import Centre
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 
 from agent import assets
-from agent.devbroker import LocalBroker
+from agent.dev.broker import LocalBroker
 from agent.events import CameraEvent, decode_event
 from tests.agentproc import AgentProcess, write_site
-from tests.centre import Centre
+from tests.centre.observer import Centre
 
 
 def test_camera_file_destroyed_mid_run_reports_and_bells_work(

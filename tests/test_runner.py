@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.devbroker import LocalBroker
+from agent.dev.broker import LocalBroker
 from agent.events import BellEvent, StatusMessage, decode_event
 from tests.agentproc import AgentProcess, write_site
-from tests.centre import Centre
+from tests.centre.observer import Centre
 
 
 class NotifySocket:

@@ -66,7 +66,7 @@ def _send(args: argparse.Namespace, command: str) -> int:
 
 
 def _cmd_press(args: argparse.Namespace) -> int:
-    from agent.bell.inputs.simulator import parse_duration
+    from agent.bell.hw.simulator import parse_duration
 
     try:
         hold = parse_duration(args.hold)

@@ -9,23 +9,19 @@ fails (a Modbus timeout) is retried on the next turn of the bell loop, never blo
 from __future__ import annotations
 
 import logging
-from collections import deque
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from agent.bell.inputs.gpio import find_chip, import_gpiod
-from agent.bell.inputs.modbus import PORT_ERRORS, ModbusLine
 from agent.bell.machine import BellSignal
-from agent.bell.modbus import ModbusError
-from agent.config import BellConfig, GpiodInput, OutputsConfig
+from agent.config import BellConfig, OutputsConfig
+
+if TYPE_CHECKING:
+    from agent.bell.hw.modbus.line import ModbusLine
 
 __all__ = [
-    "GpiodOutputs",
-    "ModbusOutputs",
     "NoOutputs",
     "OutputDriver",
     "OutputError",
     "OutputTimer",
-    "SimulatorOutputs",
     "make_outputs",
 ]
 
@@ -97,115 +93,6 @@ class NoOutputs:
         return {}
 
 
-class SimulatorOutputs:
-    """Records what a real box would switch, and logs it (the demo shows the lines)."""
-
-    name = "simulator"
-
-    def __init__(self, names: list[str]) -> None:
-        self.names = names
-        self.state = dict.fromkeys(names, False)
-        self.history: deque[tuple[str, bool]] = deque(maxlen=1000)
-
-    def open(self) -> None:
-        return
-
-    def set(self, on: bool) -> None:
-        for name in self.names:
-            self.state[name] = on
-            self.history.append((name, on))
-        log.info("bell outputs (simulated): %s %s", " and ".join(self.names), "ON" if on else "off")
-
-    def close(self) -> None:
-        return
-
-    def facts(self) -> dict[str, Any]:
-        return dict(self.state)
-
-
-class GpiodOutputs:
-    """Relay lines on the GPIO chip, requested by name as outputs, inactive at start."""
-
-    name = "gpiod"
-
-    def __init__(self, g: GpiodInput, names: list[str]) -> None:
-        self.g, self.names = g, names
-        self._req: Any = None
-
-    def open(self) -> None:
-        gpiod = import_gpiod()
-        from gpiod.line import Direction, Value
-
-        path = find_chip(gpiod, self.g.chip)
-        settings = gpiod.LineSettings(direction=Direction.OUTPUT, output_value=Value.INACTIVE)
-        try:
-            self._req = gpiod.request_lines(
-                path, consumer="pole-agent", config={tuple(self.names): settings}
-            )
-        except (OSError, ValueError) as exc:
-            raise OutputError(
-                f"bell.outputs: cannot request {self.names} on {path}: {exc}"
-            ) from None
-
-    def set(self, on: bool) -> None:
-        from gpiod.line import Value
-
-        value = Value.ACTIVE if on else Value.INACTIVE
-        try:
-            self._req.set_values(dict.fromkeys(self.names, value))
-        except OSError as exc:
-            raise OutputError(f"GPIO write failed: {exc}") from None
-
-    def close(self) -> None:
-        if self._req is not None:
-            self._req.release()
-            self._req = None
-
-    def facts(self) -> dict[str, Any]:
-        return {"lines": self.names}
-
-
-class ModbusOutputs:
-    """Coils of the RS-485 module (function 0x05), on the input's line when it is shared."""
-
-    name = "modbus"
-
-    def __init__(self, line: ModbusLine, unit: int, coils: list[int], own_line: bool) -> None:
-        self.line, self.unit, self.coils = line, unit, coils
-        self.own_line = own_line
-        self.writes = 0
-        self.errors = 0
-
-    def open(self) -> None:
-        if self.own_line:
-            self.line.open()
-
-    def set(self, on: bool) -> None:
-        for attempt in (1, 2):
-            try:
-                client = self.line.client()
-                for coil in self.coils:
-                    client.write_single_coil(self.unit, coil, on)
-                    self.writes += 1
-            except ModbusError as exc:
-                self.errors += 1
-                raise OutputError(f"coil write failed: {exc}") from None
-            except PORT_ERRORS as exc:
-                self.errors += 1
-                self.line.broken()  # reopened by the second attempt
-                if attempt == 2:
-                    raise OutputError(f"serial port failed: {exc}") from None
-            else:
-                return
-
-    def close(self) -> None:
-        if self.own_line:
-            self.line.close()
-
-    def facts(self) -> dict[str, Any]:
-        return {"coils": self.coils, "writes": self.writes, "errors": self.errors}
-
-
 def make_outputs(cfg: BellConfig, shared: ModbusLine | None = None) -> OutputDriver:
     """The configured driver; ``shared`` is the input's Modbus line, if it has one."""
     out = cfg.outputs
@@ -213,10 +100,17 @@ def make_outputs(cfg: BellConfig, shared: ModbusLine | None = None) -> OutputDri
     if out.backend == "none" or not names:
         return NoOutputs()
     if out.backend == "simulator":
+        from agent.bell.hw.simulator import SimulatorOutputs
+
         return SimulatorOutputs(names)
     if out.backend == "gpiod":
+        from agent.bell.hw.gpio import GpiodOutputs
+
         assert cfg.gpiod is not None
         return GpiodOutputs(cfg.gpiod, names)
+    from agent.bell.hw.modbus.coils import ModbusOutputs
+    from agent.bell.hw.modbus.line import ModbusLine
+
     assert cfg.modbus is not None
     line = shared or ModbusLine(cfg.modbus)
     return ModbusOutputs(line, cfg.modbus.unit, [int(n) for n in names], shared is None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from agent.bell.inputs.base import CommChange, Reading, Sample
+from agent.bell.inputs import CommChange, Reading, Sample
 from agent.bell.machine import BellMachine, BellSignal
 from agent.bell.outputs import OutputTimer
 from agent.bell.supervision import AuxInput, SupervisedLoop

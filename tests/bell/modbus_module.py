@@ -16,7 +16,7 @@ import threading
 import tty
 from typing import Literal
 
-from agent.bell.modbus import crc16, frame
+from agent.bell.hw.modbus.rtu import crc16, frame
 
 Mode = Literal["ok", "dead", "garbage", "bad_crc", "exception", "flood"]
 

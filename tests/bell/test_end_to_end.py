@@ -11,14 +11,14 @@ import pytest
 
 from agent import __version__
 from agent.bell import BellService
-from agent.bell.outputs import SimulatorOutputs
+from agent.bell.hw.simulator import SimulatorOutputs
 from agent.config import BellConfig, DeviceConfig, MqttConfig
-from agent.devbroker import LocalBroker
+from agent.dev.broker import LocalBroker
 from agent.events import BellEvent, EventStamper, Priority, Topics, decode_event
 from agent.mqtt.link import Link, StatusInfo
 from agent.outbox import Outbox
 from agent.spool import Spool
-from tests.centre import Centre, Received
+from tests.centre.observer import Centre, Received
 
 DEVICE = DeviceConfig(
     id="pole-0042",

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.bell.inputs.base import CommChange, Sample, Waker
-from agent.bell.inputs.modbus import ModbusBackend
-from agent.bell.modbus import (
+from agent.bell.hw.modbus.coils import ModbusOutputs
+from agent.bell.hw.modbus.inputs import ModbusBackend
+from agent.bell.hw.modbus.rtu import (
     ModbusClient,
     ModbusCrcError,
     ModbusError,
@@ -21,7 +21,8 @@ from agent.bell.modbus import (
     crc16,
     frame,
 )
-from agent.bell.outputs import ModbusOutputs, OutputError, make_outputs
+from agent.bell.inputs import CommChange, Sample, Waker
+from agent.bell.outputs import OutputError, make_outputs
 from agent.config import BellConfig
 from tests.bell.modbus_module import SimModule
 

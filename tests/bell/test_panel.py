@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.bell.inputs.base import CommChange, Sample
+from agent.bell.inputs import CommChange, Sample
 from agent.bell.machine import BellSignal
 from agent.bell.panel import BellPanel
 from agent.config import BellConfig

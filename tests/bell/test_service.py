@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from agent.bell import BellError, BellService
-from agent.bell.outputs import SimulatorOutputs
+from agent.bell.hw.simulator import SimulatorOutputs
 from agent.config import BellConfig, DeviceConfig
 from agent.events import BellEvent, EventStamper, Priority, Topics, decode_event
 from agent.outbox import Outbox

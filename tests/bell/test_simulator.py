@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from agent.bell.hw.simulator import SimulatorBackend, parse_command, parse_duration
 from agent.bell.inputs import BellInputError, Reading, Sample, Waker
-from agent.bell.inputs.simulator import SimulatorBackend, parse_command, parse_duration
 from agent.config import BellConfig
 
 CFG = BellConfig(backend="simulator")

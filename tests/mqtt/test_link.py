@@ -1,6 +1,6 @@
 """The link against a real mosquitto: round trips, outages, kill -9, will, auth, ACL, TLS.
 
-The centre is :class:`tests.centre.Centre`, an independent paho subscriber.  Where the
+The centre is :class:`tests.centre.observer.Centre`, an independent paho subscriber.  Where the
 broker itself is restarted, the link reaches it through a :class:`Gate` (a plain TCP relay)
 that the test opens only once the centre has subscribed again: the centre's own session is
 not persistent, and without the gate a fast link could publish before the centre is back,
@@ -27,7 +27,7 @@ from jsonschema import Draft202012Validator
 
 import agent.mqtt.link as link_module
 from agent.config import DeviceConfig, MqttConfig, TlsConfig
-from agent.devbroker import BrokerTls, LocalBroker
+from agent.dev.broker import BrokerTls, LocalBroker
 from agent.events import (
     EventStamper,
     Priority,
@@ -38,7 +38,7 @@ from agent.events import (
 from agent.mqtt.link import Link, StatusInfo
 from agent.outbox import Outbox
 from agent.spool import Spool
-from tests.centre import Centre
+from tests.centre.observer import Centre
 from tests.test_events import every_kind
 from tests.tls import Pki, make_pki
 

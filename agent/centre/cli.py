@@ -1,0 +1,190 @@
+"""Sub-commands of the centre's side: `monitor`, `send` and `contract schema`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    from agent.centre.monitor import Monitor, connect_client
+
+    access, prefix, site = _broker_target(args, need_site=False)
+    if args.config and not args.device:
+        from agent.config import load
+
+        args.device = load(args.config).device.id
+    site = site or "+"
+    topic = f"{prefix}/{site}/{args.device}/#" if args.device else f"{prefix}/{site}/#"
+    client = connect_client(
+        access.host, access.port, username=access.username, password=access.password,
+        tls_ca=access.ca, tls_cert=access.cert, tls_key=access.key,
+    )  # fmt: skip
+    monitor = Monitor(client, topic, as_json=args.json, count=args.count)
+    counts = monitor.run(access.host, access.port, timeout=args.timeout)
+    if not args.json:
+        print(
+            f"-- {counts['events']} events, {counts['duplicates']} duplicates, "
+            f"{counts['gaps']} gaps, {counts['invalid']} invalid messages"
+        )
+    return 1 if counts["invalid"] else 0
+
+
+def _parse_arg(text: str) -> tuple[str, Any]:
+    from agent.cli import UserError
+
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        raise UserError(f"--arg {text!r}: expected NAME=VALUE")
+    try:
+        return name, json.loads(raw)  # numbers, true/false, null, "quoted strings", {...}
+    except ValueError:
+        return name, raw  # anything else is a plain string
+
+
+def _broker_target(args: argparse.Namespace, need_site: bool = True) -> tuple[Any, str, str]:
+    """(BrokerAccess, prefix, site) from the broker flags, completed from --config."""
+    from agent.centre.sender import BrokerAccess
+    from agent.cli import UserError
+    from agent.config import load
+
+    host, port, prefix, site, ca = args.host, args.port, args.prefix, args.site, args.ca
+    if args.config:
+        cfg = load(args.config)
+        host, port = host or cfg.mqtt.host, port or cfg.mqtt.port
+        prefix, site = prefix or cfg.mqtt.topic_prefix, site or cfg.device.site
+        ca = ca or (cfg.mqtt.tls.ca if cfg.mqtt.tls else None)
+    if need_site and not site:
+        raise UserError("give --site (or --config with the unit's site file)")
+    password = None
+    if args.password_file:
+        password = Path(args.password_file).read_text(encoding="utf-8").strip()
+    access = BrokerAccess(
+        host or "127.0.0.1", port or 1883, args.username, password, ca, args.cert, args.key
+    )
+    return access, prefix or "pole", site or ""
+
+
+def _broker_args(p: argparse.ArgumentParser, site_help: str) -> None:
+    """The flags that say how to reach the centre's broker, shared by monitor and send."""
+    p.add_argument("--config", help="take broker, prefix and site from this site file")
+    p.add_argument("--host", help="broker host (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="broker port (default 1883)")
+    p.add_argument("--prefix", help="topic prefix (default pole)")
+    p.add_argument("--site", help=site_help)
+    p.add_argument("--username", help="MQTT user name (the centre's account)")
+    p.add_argument("--password-file", help="file holding the MQTT password")
+    p.add_argument("--ca", help="CA certificate for TLS")
+    p.add_argument("--cert", help="client certificate for TLS")
+    p.add_argument("--key", help="client key for TLS")
+
+
+def _send_key(args: argparse.Namespace) -> bytes | None:
+    from agent.cli import UserError
+    from agent.control.auth import KeyFileError, load_key
+
+    if args.unsigned:
+        return None
+    if not args.key_file:
+        raise UserError("send: give --key-file (the device's command key), or --unsigned")
+    try:
+        return load_key(args.key_file)
+    except KeyFileError as exc:
+        raise UserError(f"send: {exc}") from None
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    from agent.centre.monitor import connect_client
+    from agent.centre.sender import send_command
+    from agent.control.auth import make_request
+    from agent.events import Topics, encode
+
+    access, prefix, site = _broker_target(args)
+    key = _send_key(args)
+    many = args.device == "_site"
+    topics = Topics(prefix, site, args.device)
+    topic = topics.cmd(args.command)
+    req, payload = make_request(key, topic, dict(_parse_arg(a) for a in args.arg), req=args.req)
+    client = connect_client(
+        access.host, access.port, username=access.username, password=access.password,
+        tls_ca=access.ca, tls_cert=access.cert, tls_key=access.key,
+    )  # fmt: skip
+    out = send_command(
+        client, access, topic=topic, payload=payload, req=req, timeout=args.timeout, many=many,
+        result_filter=f"{prefix}/{site}/+/cmd-result" if many else topics.cmd_result,
+    )  # fmt: skip
+    if out.error or not out.results:
+        why = out.error or f"no result for {args.command} (req {req}) within {args.timeout:g} s"
+        print(f"send: {why}")
+        return 1
+    for event in out.results.values():
+        if args.json:
+            print(encode(event).decode())
+        else:
+            why = f": {event.why}" if event.why else ""
+            data = f" {json.dumps(event.data, ensure_ascii=False)}" if event.data else ""
+            print(f"{event.dev} {event.cmd} {event.res}{why}{data}")
+    return 0 if all(e.res == "ok" for e in out.results.values()) else 1
+
+
+def _register_send(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "send",
+        help="send a signed command to a pole and print its result (exit 0 when ok)",
+        description="Sign COMMAND with the device's command key, publish it on "
+        "<prefix>/<site>/DEVICE/cmd/COMMAND and wait for the matching cmd_result. DEVICE "
+        "'_site' broadcasts to the whole site (signed with the site key) and collects every "
+        "answer until --timeout. Example: pole-agent send dev-0001 bell-ack --site gangnam "
+        "--key-file dev-0001.cmdkey",
+    )
+    p.add_argument("device", help="device id, or _site for a site broadcast")
+    p.add_argument(
+        "command", help="ping, config-get, reload, snapshot, bell-test, bell-ack, arm, disarm"
+    )
+    p.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help='an argument; VALUE is JSON if it parses (30, true, "30"), else text',
+    )
+    p.add_argument("--key-file", help="the device's (or site's) command key, 64 hex digits")
+    p.add_argument("--unsigned", action="store_true", help="send without a mac (for testing)")
+    p.add_argument("--req", help="request id (default: random)")
+    _broker_args(p, "site id of the device")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
+    p.add_argument("--json", action="store_true", help="print the result events as JSON lines")
+    p.set_defaults(func=_cmd_send)
+
+
+def _cmd_contract_schema(args: argparse.Namespace) -> int:
+    from agent.contract import write
+
+    for path in write(Path(args.out)):
+        print(path)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "monitor",
+        help="watch a pole or a site as the centre sees it (validates, dedups, shows gaps)",
+    )
+    _broker_args(p, "site id (default: all sites)")
+    p.add_argument("--device", help="device id (default: every device of the site)")
+    p.add_argument("--json", action="store_true", help="print raw messages as JSON lines")
+    p.add_argument("--count", type=int, help="stop after this many events")
+    p.add_argument("--timeout", type=float, help="stop after this many seconds")
+    p.set_defaults(func=_cmd_monitor)
+
+    _register_send(sub)
+
+    c = sub.add_parser("contract", help="the MQTT contract: JSON Schemas and AsyncAPI")
+    csub = c.add_subparsers(dest="contract_cmd", required=True, metavar="ACTION")
+    s = csub.add_parser("schema", help="write JSON Schemas and asyncapi.json into a folder")
+    s.add_argument("--out", default="docs/contract", help="folder (default docs/contract)")
+    s.set_defaults(func=_cmd_contract_schema)
