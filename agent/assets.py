@@ -18,11 +18,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.errors import AssetError
+
 __all__ = ["ASSETS", "Asset", "AssetError", "cache_dir", "ensure", "fetch", "path_of", "verify"]
-
-
-class AssetError(Exception):
-    """An asset is missing, damaged or could not be fetched; the message says what to do."""
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """`pole-agent`: the technician's and operator's commands. Thin: the work is elsewhere.
 
 Each feature package registers its own sub-commands (``register(subparsers)``), listed in
-``COMMAND_MODULES``; this module only parses, dispatches and turns known errors into a
+``CLI_MODULES``; this module only parses, dispatches and turns known errors into a
 clear paragraph with exit code 2 instead of a traceback.
 """
 
@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
+from agent.errors import EXIT_BAD_INPUT, AgentError, UserError
 
-__all__ = ["EXIT_BAD_INPUT", "UserError", "main"]
-
-EXIT_BAD_INPUT = 2
+__all__ = ["CLI_MODULES", "EXIT_BAD_INPUT", "UserError", "main"]
 
 # Modules that add sub-commands: each has register(subparsers).
-COMMAND_MODULES = (
+CLI_MODULES = (
     "agent.cli",
     "agent.centre.cli",
     "agent.detect.cli",
@@ -32,10 +31,6 @@ COMMAND_MODULES = (
 )
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-class UserError(Exception):
-    """Bad input from a person: printed as one paragraph, exit code 2."""
 
 
 def _cmd_config_validate(args: argparse.Namespace) -> int:
@@ -103,6 +98,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(duration=args.duration, press_after=args.press_after)
 
 
+def _cmd_contract_schema(args: argparse.Namespace) -> int:
+    from agent.contract import write
+
+    for path in write(Path(args.out)):
+        print(path)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "run",
@@ -141,6 +144,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--force", action="store_true", help="download again even if cached")
     p.set_defaults(func=_cmd_assets_fetch)
 
+    c = sub.add_parser("contract", help="the MQTT contract: JSON Schemas and AsyncAPI")
+    csub = c.add_subparsers(dest="contract_cmd", required=True, metavar="ACTION")
+    s = csub.add_parser("schema", help="write JSON Schemas and asyncapi.json into a folder")
+    s.add_argument("--out", default="docs/contract", help="folder (default docs/contract)")
+    s.set_defaults(func=_cmd_contract_schema)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -151,22 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pole-agent {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in CLI_MODULES:
         importlib.import_module(name).register(sub)
     return parser
-
-
-def _known_errors() -> tuple[type[BaseException], ...]:
-    from agent.assets import AssetError
-    from agent.config import ConfigError
-
-    errors: list[type[BaseException]] = [UserError, ConfigError, AssetError]
-    for mod, name in (("agent.detect.errors", "ModelError"), ("agent.video.errors", "SourceError")):
-        try:
-            errors.append(getattr(importlib.import_module(mod), name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(errors)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -180,8 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Any = args.func
     try:
         return int(func(args))
-    except _known_errors() as exc:
-        print(f"pole-agent: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except AgentError as exc:
+        print(f"pole-agent: {exc.paragraph()}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -26,6 +26,9 @@ from pydantic import (
     model_validator,
 )
 
+from agent import credentials
+from agent.errors import ConfigError
+
 __all__ = [
     "AgentConfig",
     "BellConfig",
@@ -47,19 +50,6 @@ __all__ = [
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 Point = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
-
-
-class ConfigError(Exception):
-    """A configuration that cannot be used; ``problems`` holds one line per problem."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        super().__init__(self.report())
-
-    def report(self) -> str:
-        head = f"{self.source}: {len(self.problems)} problem(s) in the configuration"
-        return "\n".join([head, *(f"  {p}" for p in self.problems)])
 
 
 class Strict(BaseModel):
@@ -409,11 +399,7 @@ class MqttConfig(Strict):
         if self.password is not None:
             return self.password.get_secret_value()
         if self.password_file:
-            creds = os.environ.get("CREDENTIALS_DIRECTORY")
-            path = Path(self.password_file)
-            if not path.is_absolute() and creds:
-                path = Path(creds) / path
-            return path.read_text(encoding="utf-8").strip()
+            return credentials.read_text(self.password_file, "mqtt.password_file")
         if self.password_env:
             value = os.environ.get(self.password_env)
             if value is None:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.errors import SpoolError
 from agent.events import Priority
 
 __all__ = ["Spool", "SpoolError", "SpoolRow"]
@@ -45,10 +46,6 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_order ON outbox (pri, id);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
-
-
-class SpoolError(Exception):
-    """The spool cannot take the message (the disk refuses even after making room)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import argparse
 import socket
 from pathlib import Path
 
-from agent.cli import UserError
+from agent.errors import UserError
 
 __all__ = ["register", "send_command"]
 

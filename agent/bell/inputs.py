@@ -16,6 +16,8 @@ import select
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from agent.errors import BellError
+
 if TYPE_CHECKING:
     from agent.config import BellConfig
 
@@ -34,7 +36,7 @@ __all__ = [
 InputName = Literal["button", "tamper", "power", "loop"]
 
 
-class BellInputError(Exception):
+class BellInputError(BellError):
     """The bell input cannot be opened: a clear paragraph, never a traceback."""
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.bell.machine import BellSignal
 from agent.config import BellConfig, OutputsConfig
+from agent.errors import BellError
 
 if TYPE_CHECKING:
     from agent.bell.hw.modbus.line import ModbusLine
@@ -28,7 +29,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class OutputError(Exception):
+class OutputError(BellError):
     """The outputs could not be switched."""
 
 

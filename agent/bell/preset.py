@@ -13,7 +13,6 @@ import base64
 import contextlib
 import hashlib
 import logging
-import os
 import queue
 import secrets
 import threading
@@ -21,10 +20,10 @@ import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+from agent import credentials
 from agent.config import PresetConfig
 
 __all__ = ["PresetMover", "goto_preset_request", "password_digest"]
@@ -75,11 +74,7 @@ def goto_preset_request(cfg: PresetConfig, password: str, nonce: bytes, created:
 def _password(cfg: PresetConfig) -> str:
     if not cfg.password_file:
         return ""
-    path = Path(cfg.password_file)
-    creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    if not path.is_absolute() and creds:
-        path = Path(creds) / path
-    return path.read_text(encoding="utf-8").strip()
+    return credentials.read_text(cfg.password_file, "bell.preset.password_file")
 
 
 class PresetMover:
@@ -95,7 +90,7 @@ class PresetMover:
         self.last_error: str | None = None
 
     def start(self) -> None:
-        """Read the password (OSError if unreadable) and start the thread."""
+        """Read the password (CredentialError if unreadable) and start the thread."""
         self._password = _password(self.cfg)
         self._thread = threading.Thread(target=self._run, name="bell-preset", daemon=True)
         self._thread.start()

@@ -26,6 +26,7 @@ from agent.bell.outputs import OutputDriver, OutputError, make_outputs
 from agent.bell.panel import BellPanel
 from agent.bell.preset import PresetMover
 from agent.config import BellConfig, DeviceConfig
+from agent.errors import BellError, CredentialError
 from agent.events import BellEvent, now_ms
 from agent.outbox import Outbox
 
@@ -36,11 +37,7 @@ log = logging.getLogger(__name__)
 MAX_WAIT_S = 1.0  # longest sleep of the loop, so last_progress moves while idle
 OUTPUT_RETRY_S = 0.5
 LOC_KINDS = frozenset({"pressed", "activated"})
-Command = Callable[[float], list[BellSignal]]
-
-
-class BellError(Exception):
-    """The bell service cannot start (input or outputs cannot be opened)."""
+PanelAction = Callable[[float], list[BellSignal]]
 
 
 class BellService:
@@ -63,7 +60,7 @@ class BellService:
         self.backend: InputBackend = make_backend(cfg, waker=self.waker)
         self.outputs: OutputDriver = make_outputs(cfg, getattr(self.backend, "line", None))
         self.preset = PresetMover(cfg.preset) if cfg.preset is not None else None
-        self._commands: queue.Queue[Command] = queue.Queue(maxsize=64)
+        self._actions: queue.Queue[PanelAction] = queue.Queue(maxsize=64)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._progress = clock()
@@ -92,10 +89,10 @@ class BellService:
         if self.preset is not None:
             try:
                 self.preset.start()
-            except OSError as exc:
+            except CredentialError as exc:
                 self.backend.close()
                 self.outputs.close()
-                raise BellError(f"bell.preset.password_file: cannot read it: {exc}") from None
+                raise BellError(str(exc)) from None
         self._publish_state()
         self._thread = threading.Thread(target=self._run, name="bell", daemon=True)
         self._thread.start()
@@ -142,9 +139,9 @@ class BellService:
         """A press of ``hold_s`` seconds through the whole path (the bell-test command)."""
         return self._submit(lambda t: self.panel.inject_press(t, hold_s))
 
-    def _submit(self, cmd: Command) -> bool:
+    def _submit(self, action: PanelAction) -> bool:
         try:
-            self._commands.put_nowait(cmd)
+            self._actions.put_nowait(action)
         except queue.Full:
             log.warning("bell: command queue full; command dropped")
             return False
@@ -174,10 +171,10 @@ class BellService:
             signals += self.panel.feed(reading)
         while True:
             try:
-                cmd = self._commands.get_nowait()
+                action = self._actions.get_nowait()
             except queue.Empty:
                 break
-            signals += cmd(self.clock())
+            signals += action(self.clock())
         signals += self.panel.tick(self.clock())
         for sig in signals:
             self._emit(sig)

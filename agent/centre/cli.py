@@ -35,7 +35,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def _parse_arg(text: str) -> tuple[str, Any]:
-    from agent.cli import UserError
+    from agent.errors import UserError
 
     name, sep, raw = text.partition("=")
     if not sep or not name:
@@ -49,8 +49,8 @@ def _parse_arg(text: str) -> tuple[str, Any]:
 def _broker_target(args: argparse.Namespace, need_site: bool = True) -> tuple[Any, str, str]:
     """(BrokerAccess, prefix, site) from the broker flags, completed from --config."""
     from agent.centre.sender import BrokerAccess
-    from agent.cli import UserError
     from agent.config import load
+    from agent.errors import UserError
 
     host, port, prefix, site, ca = args.host, args.port, args.prefix, args.site, args.ca
     if args.config:
@@ -84,8 +84,8 @@ def _broker_args(p: argparse.ArgumentParser, site_help: str) -> None:
 
 
 def _send_key(args: argparse.Namespace) -> bytes | None:
-    from agent.cli import UserError
     from agent.control.auth import KeyFileError, load_key
+    from agent.errors import UserError
 
     if args.unsigned:
         return None
@@ -161,14 +161,6 @@ def _register_send(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.set_defaults(func=_cmd_send)
 
 
-def _cmd_contract_schema(args: argparse.Namespace) -> int:
-    from agent.contract import write
-
-    for path in write(Path(args.out)):
-        print(path)
-    return 0
-
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "monitor",
@@ -182,9 +174,3 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_cmd_monitor)
 
     _register_send(sub)
-
-    c = sub.add_parser("contract", help="the MQTT contract: JSON Schemas and AsyncAPI")
-    csub = c.add_subparsers(dest="contract_cmd", required=True, metavar="ACTION")
-    s = csub.add_parser("schema", help="write JSON Schemas and asyncapi.json into a folder")
-    s.add_argument("--out", default="docs/contract", help="folder (default docs/contract)")
-    s.set_defaults(func=_cmd_contract_schema)

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
 from agent.events import (
@@ -31,6 +30,7 @@ from agent.events import (
     StatusMessage,
     decode_event,
 )
+from agent.mqtt.client import ClientSpec, new_client
 
 __all__ = ["Monitor", "MonitorView", "connect_client"]
 
@@ -164,11 +164,15 @@ def connect_client(
     client_id: str = "",
 ) -> mqtt.Client:
     """A paho client for the centre's side (monitor, command sender), not yet connected."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    if username:
-        client.username_pw_set(username, password)
-    if tls_ca:
-        client.tls_set(ca_certs=tls_ca, certfile=tls_cert, keyfile=tls_key)
+    spec = ClientSpec(
+        client_id=client_id,
+        username=username or None,
+        password=password,
+        tls_ca=tls_ca,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+    )
+    client = new_client(spec)
     client.reconnect_delay_set(1, 5)
     return client
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import string
 import time
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
+
+from agent import credentials
+from agent.errors import CredentialError
 
 __all__ = [
     "SIGNATURE_VERSION",
@@ -37,7 +38,6 @@ __all__ = [
     "generate_key",
     "load_key",
     "make_request",
-    "resolve_credential",
     "sign",
     "signed_text",
     "verify",
@@ -47,7 +47,7 @@ SIGNATURE_VERSION = "pole-agent-cmd/1"
 MIN_KEY_BYTES = 16
 
 
-class KeyFileError(Exception):
+class KeyFileError(CredentialError):
     """The command key file is missing or not a key: one clear sentence."""
 
 
@@ -93,18 +93,9 @@ def generate_key() -> str:
     return secrets.token_hex(32)
 
 
-def resolve_credential(name: str) -> Path:
-    """A relative credential path is looked up in ``$CREDENTIALS_DIRECTORY`` (systemd)."""
-    path = Path(name)
-    creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    if not path.is_absolute() and creds:
-        return Path(creds) / path
-    return path
-
-
 def load_key(name: str) -> bytes:
     """The key bytes from a key file of hex digits; KeyFileError says what is wrong."""
-    path = resolve_credential(name)
+    path = credentials.resolve(name)
     try:
         text = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:

@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _user_error(message: str) -> Exception:
-    from agent.cli import UserError
+    from agent.errors import UserError
 
     return UserError(message)
 

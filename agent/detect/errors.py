@@ -1,13 +1,7 @@
-"""Errors of the detection stage."""
+"""Errors of the detection stage (defined in :mod:`agent.errors`)."""
 
 from __future__ import annotations
 
+from agent.errors import ModelError
+
 __all__ = ["ModelError"]
-
-
-class ModelError(Exception):
-    """A model that cannot be used: missing, not ONNX, or outputs of no known layout.
-
-    Raised when the detector is built (never on the first frame); the message is one
-    paragraph naming the file, the shapes found and what to do.
-    """

@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.config import DeviceConfig, MqttConfig
 from agent.events import StatusMessage, Topics, encode, now_ms
+from agent.mqtt.client import client_spec, new_client
 from agent.spool import Spool
 
 __all__ = ["CommandHandler", "Link", "StatusInfo"]
@@ -241,29 +242,9 @@ class Link:
     # ------------------------------------------------------------------ connecting
     def _new_client(self) -> mqtt.Client:
         cid = self.cfg.client_id or self.status.device.id
-        if self._v5:
-            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
-        else:
-            client = mqtt.Client(
-                CallbackAPIVersion.VERSION2,
-                client_id=cid,
-                protocol=mqtt.MQTTv311,
-                clean_session=False,
-            )
-        client.connect_timeout = self.cfg.connect_timeout_s
+        client = new_client(client_spec(self.cfg, cid, self._password, v5=self._v5))
         client.max_inflight_messages_set(self.cfg.max_inflight)
         client.max_queued_messages_set(0)
-        if self.cfg.username is not None:
-            client.username_pw_set(self.cfg.username, self._password)
-        tls = self.cfg.tls
-        if tls is not None:
-            key = tls.key
-            creds = os.environ.get("CREDENTIALS_DIRECTORY")
-            if key and creds and not os.path.isabs(key):
-                key = os.path.join(creds, key)
-            client.tls_set(
-                ca_certs=tls.ca, certfile=tls.cert, keyfile=key, cert_reqs=ssl.CERT_REQUIRED
-            )
         will = self._status("offline", "lost")
         client.will_set(self.topics.status, will, qos=1, retain=True)
         client.on_connect = self._on_connect

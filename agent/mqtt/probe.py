@@ -8,19 +8,18 @@ back.  Each failure names the step it stopped at.
 
 from __future__ import annotations
 
-import os
 import secrets
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.config import ConfigError, MqttConfig
 from agent.events import Topics
+from agent.mqtt.client import client_spec, new_client
 
 __all__ = ["ProbeResult", "probe"]
 
@@ -77,20 +76,8 @@ class _Probe:
 
 
 def _client(cfg: MqttConfig, client_id: str, password: str | None) -> mqtt.Client:
-    proto = mqtt.MQTTv311 if cfg.protocol == "3.1.1" else mqtt.MQTTv5
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=proto)
-    client.connect_timeout = cfg.connect_timeout_s
-    if cfg.username is not None:
-        client.username_pw_set(cfg.username, password)
-    if cfg.tls is not None:
-        key = cfg.tls.key
-        creds = os.environ.get("CREDENTIALS_DIRECTORY")
-        if key and creds and not os.path.isabs(key):
-            key = os.path.join(creds, key)
-        client.tls_set(
-            ca_certs=cfg.tls.ca, certfile=cfg.tls.cert, keyfile=key, cert_reqs=ssl.CERT_REQUIRED
-        )
-    return client
+    spec = client_spec(cfg, client_id, password, v5=cfg.protocol != "3.1.1")
+    return new_client(replace(spec, clean_session=True))
 
 
 def probe(cfg: MqttConfig, topics: Topics, client_id: str, timeout: float = 5.0) -> ProbeResult:

@@ -41,7 +41,7 @@ def _ask(values: dict[str, Any], known: dict[str, Any]) -> None:
 
 
 def _request(args: argparse.Namespace) -> Any:
-    from agent.cli import UserError
+    from agent.errors import UserError
     from agent.technician.provision import Request
 
     values = {
@@ -65,7 +65,7 @@ def _request(args: argparse.Namespace) -> Any:
 
 
 def _cmd_provision(args: argparse.Namespace) -> int:
-    from agent.cli import UserError
+    from agent.errors import UserError
     from agent.technician.openssl import OpenSSLError
     from agent.technician.provision import (
         Layout,

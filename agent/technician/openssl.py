@@ -10,10 +10,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from agent.errors import AgentError
+
 __all__ = ["OpenSSLError", "cert_matches_key", "make_csr", "make_key", "verify_chain"]
 
 
-class OpenSSLError(Exception):
+class OpenSSLError(AgentError):
     """openssl is missing or refused; the message says which step and why."""
 
 

@@ -26,6 +26,7 @@ import yaml
 
 from agent.config import ConfigError, load
 from agent.control.auth import KeyFileError, generate_key, load_key
+from agent.errors import AgentError
 from agent.technician import openssl
 
 __all__ = ["Layout", "ProvisionError", "Request", "Result", "provision"]
@@ -34,7 +35,7 @@ IDENTITY = ("profile", "id", "site", "pole", "latitude", "longitude", "host")
 STATE_SPOOL = "/var/lib/pole-agent/spool.db"
 
 
-class ProvisionError(Exception):
+class ProvisionError(AgentError):
     """Provisioning cannot go on; nothing half-written is left as the site file."""
 
 
