@@ -1,0 +1,59 @@
+"""The detector: model, input size, thresholds, threads, isolation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import (
+    Field,
+)
+
+from agent.config.base import Strict
+
+__all__ = ["DetectionConfig"]
+
+
+class DetectionConfig(Strict):
+    enabled: bool = Field(default=True, description="Run object detection at all.")
+    model: str = Field(
+        default="default",
+        description="Path of an ONNX model, or 'default' for the fetched YOLO11n.",
+    )
+    input_size: int = Field(
+        default=640, ge=64, le=2048, multiple_of=32, description="Longest input side, pixels."
+    )
+    layout: Literal["auto", "end2end", "anchor_free", "anchor_free_t", "objectness"] = Field(
+        default="auto", description="Model output layout; 'auto' infers it from the output shape."
+    )
+    labels: str | None = Field(default=None, description="Labels file, one name per line.")
+    confidence: float = Field(default=0.35, gt=0, lt=1, description="Default score threshold.")
+    class_thresholds: dict[str, Annotated[float, Field(gt=0, lt=1)]] = Field(
+        default={}, description="Per-class score thresholds overriding 'confidence'."
+    )
+    classes: list[str] = Field(
+        default=["person", "bicycle", "car", "motorcycle", "bus", "truck"],
+        min_length=1,
+        description="Classes of interest; others are discarded.",
+    )
+    nms_iou: float = Field(default=0.45, gt=0, lt=1, description="IoU for NMS (raw layouts).")
+    max_detections: int = Field(
+        default=300, ge=1, le=10_000, description="Most detections kept per frame."
+    )
+    provider: Literal["cpu", "openvino", "cuda", "tensorrt"] = Field(
+        default="cpu", description="onnxruntime execution provider."
+    )
+    threads: int = Field(default=2, ge=1, le=64, description="Intra-op threads.")
+    spinning: bool = Field(
+        default=False, description="Let onnxruntime threads spin between runs (more CPU)."
+    )
+    isolation: Literal["process", "thread"] = Field(
+        default="process",
+        description="Run vision in a child process (restarted if it dies; the detector never "
+        "holds the agent's GIL, so bell latency stays low) or in a thread of the agent.",
+    )
+    process_priority: Literal["idle"] | Annotated[int, Field(ge=0, le=19)] = Field(
+        default="idle",
+        description="isolation=process: 'idle' runs the child under SCHED_IDLE (it only gets "
+        "CPU time nothing else wants: bell, link and broker always go first); a number 0..19 "
+        "is niceness added instead (vision keeps a share under other load).",
+    )
