@@ -21,7 +21,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 __all__ = [
+    "EVENT_MODELS",
     "SCHEMA_VERSION",
+    "WIRE_MODELS",
     "BellEvent",
     "CameraEvent",
     "CommandRequest",
@@ -187,6 +189,14 @@ Event = Annotated[
     Field(discriminator="k"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+EVENT_MODELS: tuple[type[_Wire], ...] = (
+    BellEvent,
+    ObjectEvent,
+    RuleEvent,
+    CameraEvent,
+    HealthEvent,
+    CommandResultEvent,
+)
 EVENT_PRIORITY: dict[str, Priority] = {
     "bell": Priority.ALARM,
     "cmd_result": Priority.ALARM,
@@ -341,3 +351,7 @@ def encode(message: BaseModel) -> bytes:
 def decode_event(payload: bytes | str) -> Event:
     """Parse and validate an event; raises pydantic.ValidationError on anything else."""
     return EVENT_ADAPTER.validate_json(payload)
+
+
+# Every message model on the wire, for the contract's schemas and the centre's checks.
+WIRE_MODELS: tuple[type[_Wire], ...] = (StatusMessage, StateMessage, CommandRequest, *EVENT_MODELS)

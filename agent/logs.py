@@ -12,8 +12,9 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 
-__all__ = ["RateLimit", "setup"]
+__all__ = ["RateLimit", "Throttle", "setup"]
 
 _PRIORITY = {
     logging.CRITICAL: 2,
@@ -58,6 +59,34 @@ class RateLimit(logging.Filter):
         if len(self._seen) > 1000:
             self._seen.clear()
         return count < self.burst
+
+
+class Throttle:
+    """Says whether a repeated condition should be logged again: once per key per ``every_s``.
+
+    For loops that meet the same fault many times a second (a broker down, a full disk, a
+    command flood): the caller logs when :meth:`ready` says so, usually with a count.
+    """
+
+    def __init__(self, every_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every_s = every_s
+        self.clock = clock
+        self._last: dict[str, float] = {}
+
+    def ready(self, key: str = "") -> bool:
+        """True the first time ``key`` is seen and then at most once per ``every_s``."""
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.every_s:
+            return False
+        if len(self._last) > 256:  # keys come from outside text at worst: stay bounded
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+    def reset(self, key: str = "") -> None:
+        """Forget ``key``, so that the next occurrence is logged at once."""
+        self._last.pop(key, None)
 
 
 def setup(level: str = "info") -> None:

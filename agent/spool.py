@@ -27,6 +27,7 @@ from pathlib import Path
 
 from agent.errors import SpoolError
 from agent.events import Priority
+from agent.logs import Throttle
 
 __all__ = ["Spool", "SpoolError", "SpoolRow"]
 
@@ -88,7 +89,7 @@ class Spool:
         self._load_dropped()
         self.disk_full = False
         self.full_episodes = 0
-        self._full_logged = -1e9
+        self._full_log = Throttle(60.0)  # a full disk must not flood the journal
         self._ballast = self.path.with_name(self.path.name + ".ballast")
         self._make_ballast()
 
@@ -215,8 +216,7 @@ class Spool:
         """The file system is full: release the ballast, drop the least important rows."""
         self.disk_full = True
         self.full_episodes += 1
-        if time.monotonic() - self._full_logged > 60:  # a full disk must not flood the journal
-            self._full_logged = time.monotonic()
+        if self._full_log.ready():
             log.error(
                 "spool: the file system of %s is full (%d times so far); dropping low-priority"
                 " rows",

@@ -53,3 +53,11 @@ def test_asyncapi_covers_every_message() -> None:
         node = doc
         for part in ref.lstrip("#/").split("/"):
             node = node[part]
+
+
+def test_every_wire_model_is_in_the_contract() -> None:
+    from agent.events import WIRE_MODELS
+
+    documented = {model for model, *_ in MESSAGES.values() if model is not None}
+    missing = [m.__name__ for m in WIRE_MODELS if m not in documented]
+    assert not missing, f"models on the wire without a contract entry: {missing}"

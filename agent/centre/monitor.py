@@ -19,17 +19,7 @@ from typing import Any, TextIO
 import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
-from agent.events import (
-    BellEvent,
-    CameraEvent,
-    CommandResultEvent,
-    HealthEvent,
-    ObjectEvent,
-    RuleEvent,
-    StateMessage,
-    StatusMessage,
-    decode_event,
-)
+from agent import events as ev
 from agent.mqtt.client import ClientSpec, new_client
 
 __all__ = ["Monitor", "MonitorView", "connect_client"]
@@ -72,7 +62,7 @@ class MonitorView:
 
     def _status(self, payload: bytes) -> list[str]:
         try:
-            msg = StatusMessage.model_validate_json(payload)
+            msg = ev.StatusMessage.model_validate_json(payload)
         except ValidationError as exc:
             self.counts["invalid"] += 1
             return [self._paint(f"INVALID status: {_first_error(exc)}", "33")]
@@ -84,7 +74,7 @@ class MonitorView:
 
     def _state(self, dev: str, name: str, payload: bytes) -> list[str]:
         try:
-            msg = StateMessage.model_validate_json(payload)
+            msg = ev.StateMessage.model_validate_json(payload)
         except ValidationError as exc:
             self.counts["invalid"] += 1
             return [self._paint(f"INVALID state/{name}: {_first_error(exc)}", "33")]
@@ -92,7 +82,7 @@ class MonitorView:
 
     def _event(self, topic: str, payload: bytes) -> list[str]:
         try:
-            event = decode_event(payload)
+            event = ev.decode_event(payload)
         except ValidationError as exc:
             self.counts["invalid"] += 1
             return [self._paint(f"INVALID message on {topic}: {_first_error(exc)}", "33")]
@@ -121,26 +111,26 @@ class MonitorView:
         late = f" (sent +{(e.st - e.ts) / 1000:.1f}s)" if e.st and e.st - e.ts > 2000 else ""
         test = " [TEST]" if e.test else ""
         head = f"{when} {e.dev} #{e.seq}"
-        if isinstance(e, BellEvent):
+        if isinstance(e, ev.BellEvent):
             loc = f" at pole {e.loc.pole} ({e.loc.lat:.5f},{e.loc.lon:.5f})" if e.loc else ""
             held = f" held {e.held / 1000:.1f}s" if e.held is not None else ""
             text = f"{head} BELL {e.ev.upper()} {e.inp}{held}{loc}{test}{late}"
             alarm = e.ev in {"pressed", "activated", "stuck"} and not e.test
             return self._paint(text, "1;41" if alarm else "35")
-        if isinstance(e, ObjectEvent):
+        if isinstance(e, ev.ObjectEvent):
             zones = f" in {','.join(e.zones)}" if e.zones else ""
             why = f" ({e.why})" if e.why else ""
             return f"{head} object {e.ev} {e.cam}#{e.tid} {e.cls} {e.sc:.2f}{zones}{why}{late}"
-        if isinstance(e, RuleEvent):
+        if isinstance(e, ev.RuleEvent):
             extra = f" n={e.n}" if e.n is not None else ""
             text = f"{head} RULE {e.type} {e.rule} {e.cam}/{e.zone} tracks {e.tids}{extra}{late}"
             return self._paint(text, "1;33")
-        if isinstance(e, CameraEvent):
+        if isinstance(e, ev.CameraEvent):
             return self._paint(f"{head} CAMERA {e.cam} {e.ev} {e.why or ''}{late}", "36")
-        if isinstance(e, HealthEvent):
+        if isinstance(e, ev.HealthEvent):
             depth, link = e.spool.get("depth", {}), e.link.get("state")
             return f"{head} heartbeat up {e.up}s spool {depth} link {link}"
-        if isinstance(e, CommandResultEvent):
+        if isinstance(e, ev.CommandResultEvent):
             why = f": {e.why}" if e.why else ""
             return self._paint(f"{head} RESULT {e.cmd} {e.req} {e.res}{why}", "34")
         return f"{head} {e.k}"  # pragma: no cover - every kind is listed above

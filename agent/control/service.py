@@ -28,6 +28,7 @@ from agent.control.registry import (
     by_name,
 )
 from agent.events import now_ms
+from agent.logs import Throttle
 from agent.outbox import Outbox
 
 __all__ = ["CommandService"]
@@ -64,7 +65,7 @@ class CommandService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._progress = mono
-        self._last_log: dict[str, float] = {}
+        self._log_gate = Throttle(LOG_EVERY_S)
         self.counts: dict[str, int] = {"ok": 0, "rejected": 0, "failed": 0, "queue_full": 0}
         self.dropped: dict[str, int] = {}
 
@@ -198,9 +199,5 @@ class CommandService:
 
     def _log_limited(self, key: str, template: str, *args: Any) -> None:
         # A flood must not flood the journal: one line per kind a minute, with the count.
-        now = time.monotonic()
-        if now - self._last_log.get(key, -LOG_EVERY_S) >= LOG_EVERY_S:
-            if len(self._last_log) > 256:
-                self._last_log.clear()
-            self._last_log[key] = now
+        if self._log_gate.ready(key):
             log.warning(template, *args)

@@ -33,6 +33,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.config import DeviceConfig, MqttConfig
 from agent.events import StatusMessage, Topics, encode, now_ms
+from agent.logs import Throttle
 from agent.mqtt.client import client_spec, new_client
 from agent.spool import Spool
 
@@ -106,7 +107,7 @@ class Link:
         self.published = 0
         self.delivered = 0
         self.commands_received = 0
-        self._last_log: tuple[str, float] = ("", 0.0)
+        self._log_gate = Throttle(60.0)
         spool.add_listener(self.wake)
 
     # ------------------------------------------------------------------ public
@@ -304,11 +305,8 @@ class Link:
 
     def _log_once(self, line: str) -> None:
         # A broker outage must not flood the journal: repeat a line at most once a minute.
-        last, when = self._last_log
-        key = line.split("; next attempt", 1)[0]
-        if key != last or time.monotonic() - when > 60:
+        if self._log_gate.ready(line.split("; next attempt", 1)[0]):
             log.warning("%s", line)
-            self._last_log = (key, time.monotonic())
 
     def _drop_client(self) -> None:
         client, self._client = self._client, None
@@ -344,7 +342,7 @@ class Link:
             log.info("MQTT link: connected to %s:%d again", self.cfg.host, self.cfg.port)
         else:
             log.info("MQTT link: connected to %s:%d", self.cfg.host, self.cfg.port)
-        self._last_log = ("", 0.0)
+        self._log_gate = Throttle(60.0)
         client.publish(self.topics.status, self._status("online", "birth"), qos=1, retain=True)
         if self.on_command is not None:
             client.subscribe([(t, 1) for t in self.topics.cmd_filters])
