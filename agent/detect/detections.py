@@ -76,9 +76,3 @@ class Detections:
 
     def with_tracks(self, track_ids: I32) -> Detections:
         return Detections(self.xyxy, self.scores, self.class_ids, track_ids.astype(np.int32))
-
-    @property
-    def bottom_centre(self) -> F32:
-        """(N, 2) the point that stands on the ground; zone membership uses it."""
-        x = (self.xyxy[:, 0] + self.xyxy[:, 2]) / 2
-        return np.stack([x, self.xyxy[:, 3]], axis=1).astype(np.float32)
