@@ -66,3 +66,23 @@ def test_unit_promises() -> None:
         "StartLimitBurst=",
     ):
         assert line in text, line
+
+
+def _settings() -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", "[")) and "=" in line:
+            key, value = line.split("=", 1)
+            found.setdefault(key, []).append(value)
+    return found
+
+
+def test_unit_never_gives_up_restarting() -> None:
+    """No start limit: after any number of failed starts systemd still restarts the agent."""
+    s = _settings()
+    assert s["Restart"] == ["always"]
+    assert s["StartLimitIntervalSec"] == ["0"]
+    assert "StartLimitBurst" not in s
+    assert float(s["RestartSec"][0]) > 0
+
