@@ -70,8 +70,8 @@ def test_unit_promises() -> None:
 
 def _settings() -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
-    for line in UNIT.read_text().splitlines():
-        line = line.strip()
+    for raw in UNIT.read_text().splitlines():
+        line = raw.strip()
         if line and not line.startswith(("#", "[")) and "=" in line:
             key, value = line.split("=", 1)
             found.setdefault(key, []).append(value)
@@ -85,4 +85,3 @@ def test_unit_never_gives_up_restarting() -> None:
     assert s["StartLimitIntervalSec"] == ["0"]
     assert "StartLimitBurst" not in s
     assert float(s["RestartSec"][0]) > 0
-

@@ -75,7 +75,7 @@ def _cmd_provision(args: argparse.Namespace) -> int:
         provision,
     )
 
-    layout = Layout(Path(args.root), Path(args.config_dir))
+    layout = Layout(Path(args.root), Path(args.config_dir), args.service_group)
     req = _request(args)
     site = existing_site(layout)
     has_password = layout.real(layout.creds / "mqtt-password").exists()
@@ -169,6 +169,11 @@ def _register_provision(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--root", default="/", help="write under this prefix (image builds, tests)")
     p.add_argument("--config-dir", default="/etc/pole-agent", help="config folder on the unit")
     p.add_argument("--no-input", action="store_true", help="never prompt")
+    p.add_argument(
+        "--service-group",
+        default="pole-agent",
+        help="group of the service user, given read access to the site file (default pole-agent)",
+    )
     p.set_defaults(func=_cmd_provision)
 
 

@@ -2,7 +2,9 @@
 
 Writes, under ``<root><config_dir>`` (``/etc/pole-agent`` on a unit):
 
-- ``site.yaml`` (0600): profile, identity, broker, credentials by name; validated with
+- ``site.yaml`` (0640, owner root, group of the service user ``pole-agent``, so that the
+  unit's ``User=pole-agent`` can read it and nobody else can; it holds no secret): profile,
+  identity, broker, credentials by name; validated with
   ``agent.config.load`` before it atomically replaces the old one.  Sections a
   technician added by hand (cameras, zones) are kept.
 - ``credentials/`` (0700): ``device.key`` (EC P-256, made here, never leaves the box),
@@ -16,6 +18,7 @@ Re-running is safe: existing keys and secrets are kept unless a rotation is aske
 
 from __future__ import annotations
 
+import grp
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -33,6 +36,7 @@ __all__ = ["Layout", "ProvisionError", "Request", "Result", "provision"]
 
 IDENTITY = ("profile", "id", "site", "pole", "latitude", "longitude", "host")
 STATE_SPOOL = "/var/lib/pole-agent/spool.db"
+SERVICE_GROUP = "pole-agent"  # the systemd unit's Group=
 
 
 class ProvisionError(AgentError):
@@ -45,6 +49,7 @@ class Layout:
 
     root: Path = Path("/")
     config_dir: Path = Path("/etc/pole-agent")
+    service_group: str = SERVICE_GROUP
 
     def real(self, final: Path) -> Path:
         return self.root / final.relative_to(final.anchor)
@@ -228,6 +233,22 @@ def _validated_file(layout: Layout, data: dict[str, Any]) -> Path:
     return tmp
 
 
+def _share_with_service(path: Path, group: str, final: Path) -> str:
+    """Give the site file to the service's group, readable (0640); say what was done."""
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        path.chmod(0o600)
+        return (
+            f"site file: {final} (mode 0600, valid); WARNING: group {group!r} does not exist, "
+            f"so the service user cannot read it yet: create the user "
+            f"(useradd --system --user-group {group}) and re-run provision"
+        )
+    os.chown(path, 0 if os.geteuid() == 0 else -1, gid)
+    path.chmod(0o640)
+    return f"site file: {final} (mode 0640, group {group}, valid)"
+
+
 def provision(req: Request, layout: Layout) -> Result:
     """Do it; ProvisionError (or openssl.OpenSSLError) says what stopped it."""
     site = existing_site(layout)
@@ -242,6 +263,7 @@ def provision(req: Request, layout: Layout) -> Result:
     key = _device_key(layout, req, values, res)
     _install_tls(layout, req, key, res)
     _secrets(layout, req, res)
-    os.replace(_validated_file(layout, _compose(layout, site, values)), res.site_file)
-    res.lines.append(f"site file: {res.site_file} (mode 0600, valid)")
+    tmp = _validated_file(layout, _compose(layout, site, values))
+    res.lines.append(_share_with_service(tmp, layout.service_group, res.site_file))
+    os.replace(tmp, res.site_file)
     return res

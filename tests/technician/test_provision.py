@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import grp
 import os
 import select
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -177,3 +181,58 @@ def test_prompts_in_a_terminal(tmp_path: Path) -> None:
     cfg = load(etc(tmp_path) / "site.yaml")
     assert (cfg.device.id, cfg.device.pole) == ("gn-7", "P-7")
     assert (etc(tmp_path) / "credentials/mqtt-password").read_text().strip() == "pw-typed"
+
+
+@pytest.fixture
+def service_user() -> Iterator[str]:
+    """A real system user and group, as the unit's ``User=pole-agent`` (removed afterwards)."""
+    if os.geteuid() != 0 or shutil.which("useradd") is None or shutil.which("runuser") is None:
+        pytest.skip("needs root with useradd and runuser to run as a service user")
+    name = f"pa-svc-{os.getpid() % 100000}"
+    subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["userdel", name], check=False)
+        subprocess.run(["groupdel", name], check=False, capture_output=True)
+
+
+def test_the_service_user_reads_the_site_file_but_no_secret(service_user: str) -> None:
+    """As deployed: the service user can read site.yaml (and the TLS certs), not the keys."""
+    top = Path(tempfile.mkdtemp(prefix="pa-provision-"))
+    try:
+        top.chmod(0o755)  # as / is: the service user may walk down to /etc/pole-agent
+        assert run(top, *IDENTITY, "--service-group", service_user) == 0
+        d = etc(top)
+        site = d / "site.yaml"
+        assert mode(site) == 0o640
+        assert site.stat().st_uid == 0
+        assert grp.getgrgid(site.stat().st_gid).gr_name == service_user
+        as_service = ["runuser", "-u", service_user, "--", "cat"]
+        read = subprocess.run([*as_service, str(site)], check=False, capture_output=True, text=True)
+        assert read.returncode == 0, read.stderr
+        assert "gn-0042" in read.stdout
+        csr = subprocess.run(
+            [*as_service, str(d / "tls/device.csr")], check=False, capture_output=True
+        )
+        assert csr.returncode == 0
+        for secret in ("device.key", "mqtt-password", "command-key"):
+            denied = subprocess.run(
+                [*as_service, str(d / "credentials" / secret)],
+                check=False,
+                capture_output=True,
+                text=True,
+            )
+            assert denied.returncode != 0, f"{secret} must be for root only (LoadCredential=)"
+            assert "Permission denied" in denied.stderr
+    finally:
+        shutil.rmtree(top)
+
+
+def test_without_the_service_group_provision_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(tmp_path, *IDENTITY, "--service-group", "no-such-group-here") == 0
+    out = capsys.readouterr().out
+    assert "group 'no-such-group-here' does not exist" in out
+    assert mode(etc(tmp_path) / "site.yaml") == 0o600
