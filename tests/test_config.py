@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,9 +103,14 @@ BAD = [
                 }
             ]
         },
-        "cameras[0]: rule 'r' names zone 'nope', not defined",
+        "cameras[0].rules[0].zone: rule 'r' names zone 'nope', which camera 'c1' does not define",
     ),
     ({"cameras": [{"id": "c1"}]}, "cameras[0].source: required"),
+    (
+        {"cameras": [{"id": "c1", "source": "x"}, {"id": "c2", "source": "rtps://10.0.0.2/s"}]},
+        "cameras[1].source: unknown scheme 'rtps://' (known: rtsp://, rtsps://, http://",
+    ),
+    ({"detection": {"model": "/nonexistent/yolo.onnx"}}, "detection.model: no such file"),
     (
         {"mqtt": {"tls": {"ca": "ca.pem", "cert": "c.pem"}}},
         "mqtt.tls: 'cert' and 'key' go together",
@@ -133,7 +140,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     [
         ("profile: dev-sim\ndevice: [1, 2\n", "line 3, column 1: not valid YAML"),
         ("- a\n- b\n", "the top level must be a mapping, got list"),
-        ("profile: no-such-box\n", "profile: no hardware profile 'no-such-box'; known: "),
+        ("profile: no-such-box\n", "profile: no hardware profile 'no-such-box'; looked for "),
         ("profile: ../etc/passwd\n", "profile: '../etc/passwd' is not a profile name"),
     ],
 )
@@ -158,3 +165,55 @@ def test_password_from_credentials_directory(
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     cfg = load(write(tmp_path, {"profile": "rpi4-gpio", "device": DEVICE}))
     assert cfg.mqtt.resolve_password() == "s3cret"
+
+
+def test_a_key_given_twice_names_the_key_and_both_lines(tmp_path: Path) -> None:
+    text = "profile: dev-sim\nmqtt:\n  host: a.example\ndevice:\n  id: x\nmqtt:\n  port: 1884\n"
+    with pytest.raises(ConfigError) as info:
+        load(write(tmp_path, text))
+    assert info.value.problems == [
+        "line 6: key 'mqtt' is given twice in the same mapping (first on line 2); YAML would "
+        "keep only the last one, so merge the two"
+    ]
+
+
+def test_a_misspelt_profile_names_the_site_file_the_folders_and_a_guess(tmp_path: Path) -> None:
+    path = write(tmp_path, {"profile": "rpi4-gpoi", "device": DEVICE})
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert info.value.source == str(path)
+    (problem,) = info.value.problems
+    assert problem.startswith(
+        "profile: no hardware profile 'rpi4-gpoi' (did you mean 'rpi4-gpio'?)"
+    )
+    assert "/etc/pole-agent/firmware_configs" in problem
+    assert "firmware_configs" in problem.split("known:")[0]
+    assert "known: dev-sim, ipc-rs485, rpi4-gpio" in problem
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "mqtt:\n  host: a\nmqtt:\n  host: b\n",
+        "cameras:\n  - id: c1\n    source: rtps://x/y\n",
+        "detection:\n  model: missing.onnx\n",
+        "cameras:\n  - id: c1\n    source: x\n    rules:\n"
+        "      - {name: r, type: intrusion, zone: z}\n",
+    ],
+    ids=["twice", "scheme", "model", "zone"],
+)
+def test_technician_typos_exit_2_with_a_paragraph(override: str, tmp_path: Path) -> None:
+    """As a technician meets them: the CLI prints the problem and exits 2, no traceback."""
+    site = tmp_path / "site.yaml"
+    device = "device: {id: a1, site: s, pole: '1', latitude: 37.5, longitude: 127.0}\n"
+    site.write_text("profile: dev-sim\n" + device + override)
+    done = subprocess.run(
+        [sys.executable, "-m", "agent", "config", "validate", str(site)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"pole-agent: {site}: 1 problem(s) in the configuration")

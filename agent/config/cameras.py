@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import (
-    Field,
-    model_validator,
-)
+from pydantic import Field, field_validator, model_validator
 
 from agent.config.base import ID_PATTERN, Point, Strict
 
-__all__ = ["CameraConfig", "MotionConfig", "RuleConfig", "ZoneConfig"]
+__all__ = ["SOURCE_SCHEMES", "CameraConfig", "MotionConfig", "RuleConfig", "ZoneConfig"]
+
+# What the FFmpeg backend of OpenCV opens for a pole camera: RTSP (also over TLS), MJPEG.
+SOURCE_SCHEMES = ("rtsp", "rtsps", "http", "https")
 
 
 class ZoneConfig(Strict):
@@ -64,7 +64,9 @@ class MotionConfig(Strict):
 class CameraConfig(Strict):
     id: str = Field(pattern=ID_PATTERN, description="Camera id used in events and topics.")
     source: str = Field(
-        min_length=1, description="rtsp://… URL, /dev/videoN, a device index, or a file path."
+        min_length=1,
+        description="rtsp:// or rtsps:// URL, http(s):// MJPEG URL, /dev/videoN, a device "
+        "index, a file path, or 'sample' (the fetched sample video).",
     )
     loop: bool = Field(default=False, description="Restart a file source at its end (demo).")
     fps: float = Field(default=5.0, gt=0, le=60, description="Frames per second to analyse.")
@@ -85,14 +87,24 @@ class CameraConfig(Strict):
         default=150_000, ge=5_000, le=2_000_000, description="JPEG size cap for snapshots."
     )
 
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, source: str) -> str:
+        scheme, sep, _ = source.partition("://")
+        if sep and scheme.lower() not in SOURCE_SCHEMES:
+            known = ", ".join(s + "://" for s in SOURCE_SCHEMES)
+            raise ValueError(
+                f"unknown scheme {scheme + '://'!r} (known: {known}, a file path, "
+                "/dev/videoN, a device index, or 'sample')"
+            )
+        return source
+
     @model_validator(mode="after")
     def _zones_exist(self) -> CameraConfig:
         names = [z.name for z in self.zones]
         if len(set(names)) != len(names):
             raise ValueError("zone names must be unique")
-        for rule in self.rules:
-            if rule.zone is not None and rule.zone not in names:
-                raise ValueError(f"rule {rule.name!r} names zone {rule.zone!r}, not defined")
+        # A rule naming a missing zone is reported by agent.config.checks, with its own path.
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("reconnect_max_s must be >= reconnect_min_s")
         return self

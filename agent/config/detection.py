@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import (
-    Field,
-)
+from pydantic import Field, field_validator
 
 from agent.config.base import Strict
 
@@ -57,3 +56,15 @@ class DetectionConfig(Strict):
         "CPU time nothing else wants: bell, link and broker always go first); a number 0..19 "
         "is niceness added instead (vision keeps a share under other load).",
     )
+
+    @field_validator("model", "labels")
+    @classmethod
+    def _file_exists(cls, value: str | None) -> str | None:
+        # Checked at load, not at the first frame: a technician's typo shows at once.
+        if value is None or value == "default":
+            return value
+        path = Path(value)
+        if not path.is_file():
+            where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+            raise ValueError(f"no such file: {value}{where}")
+        return value

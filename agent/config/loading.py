@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -10,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import (
-    ValidationError,
-)
+from pydantic import ValidationError
 
+from agent.config.checks import cross_checks
 from agent.config.model import AgentConfig
 from agent.config.report import problems
+from agent.config.yamlload import DuplicateKeyError, UniqueKeyLoader
 from agent.errors import ConfigError
 
 __all__ = [
@@ -49,9 +50,16 @@ def find_profile(name: str) -> Path:
         path = d / f"{name}.yaml"
         if path.is_file():
             return path
-    known = sorted({p.stem for d in profile_dirs() if d.is_dir() for p in d.glob("*.yaml")})
+    dirs = profile_dirs()
+    known = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml")})
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise ConfigError(
-        "profile", [f"profile: no hardware profile {name!r}; known: {', '.join(known) or 'none'}"]
+        "profile",
+        [
+            f"profile: no hardware profile {name!r}{hint}; looked for {name}.yaml in "
+            f"{', '.join(str(d) for d in dirs)}; known: {', '.join(known) or 'none'}"
+        ],
     )
 
 
@@ -63,7 +71,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError(str(path), [f"byte {exc.start} is not UTF-8 text"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except DuplicateKeyError as exc:
+        raise ConfigError(str(path), [str(exc)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -91,9 +101,13 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 def load_mapping(data: Mapping[str, Any], source: str = "config") -> AgentConfig:
     """Validate an already merged mapping; ConfigError lists every problem with its path."""
     try:
-        return AgentConfig.model_validate(data)
+        cfg = AgentConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(source, problems(exc)) from None
+    found = cross_checks(cfg)
+    if found:
+        raise ConfigError(source, found)
+    return cfg
 
 
 def load(site_file: str | Path) -> AgentConfig:
@@ -105,7 +119,11 @@ def load(site_file: str | Path) -> AgentConfig:
     if profile is not None:
         if not isinstance(profile, str):
             raise ConfigError(str(path), [f"profile: must be a profile name, got {profile!r}"])
-        merged = _merge(_read_yaml(find_profile(profile)), site)
+        try:
+            profile_file = find_profile(profile)
+        except ConfigError as exc:
+            raise ConfigError(str(path), exc.problems) from None
+        merged = _merge(_read_yaml(profile_file), site)
     return load_mapping(merged, str(path))
 
 

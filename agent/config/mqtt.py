@@ -5,11 +5,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import (
-    Field,
-    SecretStr,
-    model_validator,
-)
+from pydantic import Field, SecretStr, model_validator
 
 from agent import credentials
 from agent.config.base import Strict

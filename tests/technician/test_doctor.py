@@ -103,7 +103,7 @@ def test_text_output_has_a_line_per_check(tmp_path: Path, broker: LocalBroker) -
     ("fault", "line", "words"),
     [
         ("password", "broker", "refused the login"),
-        ("model", "model", "missing.onnx does not exist"),
+        ("model", "model", "bad.onnx"),
         ("camera", "camera cam1", "cannot open"),
         ("broker down", "broker", "cannot reach"),
     ],
@@ -113,7 +113,9 @@ def test_each_fault_fails_its_own_line(
 ) -> None:
     over: dict[str, Any] = {}
     if fault == "model":
-        over["detection"] = {"model": str(tmp_path / "missing.onnx")}
+        # A model file that is there but broken (a missing one is a config problem, below).
+        (tmp_path / "bad.onnx").write_bytes(b"\x08\x07 not a model")
+        over["detection"] = {"model": str(tmp_path / "bad.onnx")}
     if fault == "camera":
         over["cameras"] = [{"id": "cam1", "source": "rtsp://127.0.0.1:9/dead"}]
         over["detection"] = {"enabled": False}  # the camera alone is under test
@@ -128,6 +130,14 @@ def test_each_fault_fails_its_own_line(
     assert failed == [line]
     assert words in report[line]["detail"]
     assert report[line]["fix"]
+
+
+def test_a_missing_model_file_is_a_config_problem(tmp_path: Path) -> None:
+    config = site(tmp_path, 1883, detection={"model": str(tmp_path / "missing.onnx")})
+    code, report = doctor(config)
+    assert code == 1
+    assert statuses(report) == {"config": "fail"}
+    assert "detection.model: no such file" in report["config"]["detail"]
 
 
 def test_an_invalid_config_stops_at_the_first_line(tmp_path: Path) -> None:
