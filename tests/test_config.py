@@ -217,3 +217,24 @@ def test_technician_typos_exit_2_with_a_paragraph(override: str, tmp_path: Path)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.startswith(f"pole-agent: {site}: 1 problem(s) in the configuration")
+
+
+def test_a_rotated_secret_changes_the_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same file names, new contents (a rotated key or password): the hash shows it."""
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    (tmp_path / "mqtt-password").write_text("one\n")
+    (tmp_path / "command-key").write_text("ab" * 32 + "\n")
+    site = {
+        "profile": "dev-sim",
+        "device": DEVICE,
+        "mqtt": {"password_file": "mqtt-password"},
+        "commands": {"key_file": "command-key"},
+    }
+    path = write(tmp_path, site)
+    first = config_hash(load(path))
+    assert config_hash(load(path)) == first
+    (tmp_path / "command-key").write_text("cd" * 32 + "\n")
+    second = config_hash(load(path))
+    assert second != first
+    (tmp_path / "mqtt-password").write_text("two\n")
+    assert config_hash(load(path)) not in {first, second}

@@ -33,6 +33,7 @@ from agent.config.loading import (
     load_profile_file,
     profile_dirs,
     redacted,
+    secret_files,
 )
 from agent.config.model import AgentConfig
 from agent.config.mqtt import MqttConfig, TlsConfig
@@ -69,4 +70,5 @@ __all__ = [
     "load_profile_file",
     "profile_dirs",
     "redacted",
+    "secret_files",
 ]

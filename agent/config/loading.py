@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from agent import credentials
 from agent.config.checks import cross_checks
 from agent.config.model import AgentConfig
 from agent.config.report import problems
@@ -28,6 +29,7 @@ __all__ = [
     "load_profile_file",
     "profile_dirs",
     "redacted",
+    "secret_files",
 ]
 
 
@@ -135,11 +137,32 @@ def redacted(cfg: AgentConfig) -> dict[str, Any]:
     return data
 
 
+def secret_files(cfg: AgentConfig) -> dict[str, str]:
+    """Config key -> credential file name, for every secret the unit reads from a file."""
+    found: dict[str, str | None] = {
+        "mqtt.password_file": cfg.mqtt.password_file,
+        "commands.key_file": cfg.commands.key_file,
+        "commands.site_key_file": cfg.commands.site_key_file,
+        "commands.previous_key_file": cfg.commands.previous_key_file,
+        "commands.previous_site_key_file": cfg.commands.previous_site_key_file,
+        "bell.preset.password_file": cfg.bell.preset.password_file if cfg.bell.preset else None,
+    }
+    tls = cfg.mqtt.tls
+    if tls is not None:
+        found.update({"mqtt.tls.ca": tls.ca, "mqtt.tls.cert": tls.cert, "mqtt.tls.key": tls.key})
+    return {k: v for k, v in found.items() if v}
+
+
 def config_hash(cfg: AgentConfig) -> str:
-    """Short stable hash of the effective config (secrets included, so a change shows)."""
+    """Short stable hash of the effective config and of every secret file's contents.
+
+    A rotated key or password keeps its file name; its digest is what shows the change, so
+    a reload after a rotation is not answered "unchanged".
+    """
     data = cfg.model_dump(mode="json")
     if cfg.mqtt.password is not None:
         data["mqtt"]["password"] = cfg.mqtt.password.get_secret_value()
+    data["_secrets"] = {k: credentials.digest(v) for k, v in secret_files(cfg).items()}
     blob = json.dumps(data, sort_keys=True, ensure_ascii=False).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 

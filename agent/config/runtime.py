@@ -40,6 +40,14 @@ class CommandsConfig(Strict):
         description="Site-wide HMAC key file for broadcasts on <prefix>/<site>/_site/cmd/+; "
         "without it, broadcasts are refused.",
     )
+    previous_key_file: str | None = Field(
+        default=None,
+        description="The device key before a rotation, still accepted while the centre "
+        "changes over; remove it once every command is signed with the new key.",
+    )
+    previous_site_key_file: str | None = Field(
+        default=None, description="The site key before a rotation (as previous_key_file)."
+    )
     max_age_s: float = Field(default=60.0, ge=1, le=3600, description="Oldest accepted command.")
     max_bytes: int = Field(default=4096, ge=256, le=262144, description="Largest payload.")
     rate_per_min: int = Field(

@@ -20,10 +20,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
+import os
 import secrets
 import string
 import time
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 from agent import credentials
@@ -42,6 +45,8 @@ __all__ = [
     "signed_text",
     "verify",
 ]
+
+log = logging.getLogger(__name__)
 
 SIGNATURE_VERSION = "pole-agent-cmd/1"
 MIN_KEY_BYTES = 16
@@ -113,35 +118,85 @@ def load_key(name: str) -> bytes:
 
 
 class ReplayCache:
-    """Request ids seen within the freshness window; bounded, oldest forgotten first.
+    """Request ids of accepted commands, by the commands' own timestamps; survives restarts.
 
-    An id only needs remembering while a command carrying it could still pass the age
-    check, so entries older than ``window_ms`` are dropped on every call.
+    Freshness is checked against this unit's clock (``commands.max_age_s`` either side), but
+    the replay cache does not trust that clock: it forgets an id only once a newer accepted
+    command (the centre's clock, which only moves forward) is ``horizon_ms`` ahead of it,
+    and it refuses anything older than that horizon, since it can no longer tell whether such
+    a command was seen.  A step of this unit's clock, back or forward, changes neither.  With
+    ``path`` the ids are kept in a small file (written atomically on each accepted command,
+    at most ``commands.rate_per_min`` a minute), so a restart does not open a replay window
+    and needs no "not before start" rule that a clock step would break.
     """
 
-    def __init__(self, window_ms: int, max_entries: int = 4096) -> None:
-        self.window_ms = window_ms
+    def __init__(self, horizon_ms: int, max_entries: int = 4096, path: Path | None = None) -> None:
+        self.horizon_ms = horizon_ms
         self.max_entries = max_entries
-        self._seen: OrderedDict[str, int] = OrderedDict()  # req -> wall ms when seen
+        self.path = path
+        self._seen: OrderedDict[str, int] = OrderedDict()  # req -> command ts, oldest first
+        self.newest = 0
         self.evicted = 0
+        self.save_errors = 0
+        if path is not None:
+            self._load(path)
 
-    def seen(self, req: str, now_ms: int) -> bool:
-        """True if ``req`` was seen before; otherwise remember it and return False."""
-        self._expire(now_ms)
+    def check(self, req: str, ts: int) -> str | None:
+        """Why a command with this id and ts is a replay (or too old to tell), else None.
+
+        A command that passes is remembered (and saved): call this last, after every other
+        check, so that a refused command does not use up its id.
+        """
+        if ts < self.newest - self.horizon_ms:
+            return (
+                f"stale: older than commands already accepted by {self.horizon_ms / 1000:g} s "
+                "or more; send it again"
+            )
         if req in self._seen:
-            return True
-        self._seen[req] = now_ms
-        if len(self._seen) > self.max_entries:
+            return f"replayed: request id {req!r} was already used"
+        self._seen[req] = ts
+        self.newest = max(self.newest, ts)
+        self._expire()
+        if self.path is not None:
+            self._save(self.path)
+        return None
+
+    def _expire(self) -> None:
+        floor = self.newest - self.horizon_ms
+        for req, ts in list(self._seen.items()):
+            if ts < floor:
+                del self._seen[req]
+        while len(self._seen) > self.max_entries:
             self._seen.popitem(last=False)
             self.evicted += 1
-        return False
 
-    def _expire(self, now_ms: int) -> None:
-        while self._seen:
-            oldest = next(iter(self._seen.values()))
-            if now_ms - oldest <= self.window_ms:
-                return
-            self._seen.popitem(last=False)
+    def _load(self, path: Path) -> None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            entries = data["seen"]
+            self.newest = int(data["newest"])
+            for req, ts in entries:
+                self._seen[str(req)] = int(ts)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # A damaged file must not stop commands: start empty, but refuse what may be old.
+            log.warning("commands: replay cache %s unreadable (%s); starting empty", path, exc)
+            self._seen.clear()
+        self._expire()
+
+    def _save(self, path: Path) -> None:
+        data = {"newest": self.newest, "seen": list(self._seen.items())}
+        tmp = path.with_name(f".{path.name}.new")
+        try:
+            with tmp.open("w", encoding="utf-8") as f:
+                json.dump(data, f, separators=(",", ":"))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:  # a read-only card: commands still work, replays after a restart
+            self.save_errors += 1
+            log.warning("commands: cannot save the replay cache %s: %s", path, exc)
 
     def __len__(self) -> int:
         return len(self._seen)

@@ -10,9 +10,11 @@ replay, rate, argument types.  A message with a usable request id gets a
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,6 +25,8 @@ from agent.control.registry import Args, CommandSpec
 from agent.events import CommandRequest, Topics
 
 __all__ = ["Accepted", "Dropped", "Gate", "Keys", "Rejected", "Verdict", "errors_text"]
+
+log = logging.getLogger(__name__)
 
 # A request id can still be read from a payload too big or too broken to parse, so that
 # the centre learns why its command failed.
@@ -63,12 +67,27 @@ class Keys:
     device_problem: str
     site: bytes | None
     site_problem: str
+    # The keys before a rotation, accepted too while the centre's fleet changes over.
+    previous_device: bytes | None = None
+    previous_site: bytes | None = None
 
     @staticmethod
     def load(cfg: CommandsConfig) -> Keys:
         device, dprob = _one_key(cfg.key_file, "commands.key_file")
         site, sprob = _one_key(cfg.site_key_file, "commands.site_key_file")
-        return Keys(device, dprob, site, sprob)
+        old_device = _previous(cfg.previous_key_file, "commands.previous_key_file")
+        old_site = _previous(cfg.previous_site_key_file, "commands.previous_site_key_file")
+        return Keys(device, dprob, site, sprob, old_device, old_site)
+
+
+def _previous(name: str | None, field: str) -> bytes | None:
+    if name is None:
+        return None
+    try:
+        return load_key(name)
+    except KeyFileError as exc:  # the current key still works: say it, go on
+        log.warning("commands: %s ignored: %s", field, exc)
+        return None
 
 
 def _one_key(name: str | None, field: str) -> tuple[bytes | None, str]:
@@ -105,18 +124,18 @@ class Gate:
         specs: Mapping[str, CommandSpec],
         keys: Keys,
         *,
-        not_before_ms: int,
         mono: float,
+        replay_file: Path | None = None,
     ) -> None:
         self.cfg = cfg
         self.topics = topics
         self.specs = specs
         self.keys = keys
-        self.not_before_ms = not_before_ms
         self.max_age_ms = int(cfg.max_age_s * 1000)
         # An id must be remembered while a replay could still pass the age check: a
         # command is fresh for max_age on either side of its ts.
-        self.replay = ReplayCache(2 * self.max_age_ms)
+        self.replay = ReplayCache(2 * self.max_age_ms, path=replay_file)
+        self.verified_with_previous = 0
         self.bucket = TokenBucket(cfg.rate_per_min, cfg.rate_per_min, mono)
         self._device_prefix = f"{topics.base}/cmd/"
         self._site_prefix = f"{topics.prefix}/{topics.site}/_site/cmd/"
@@ -184,17 +203,22 @@ class Gate:
 
     def _authentic(self, topic: str, request: CommandRequest, broadcast: bool) -> str | None:
         key = self.keys.site if broadcast else self.keys.device
+        previous = self.keys.previous_site if broadcast else self.keys.previous_device
         if key is None:
             return self.keys.site_problem if broadcast else self.keys.device_problem
         if request.mac is None:
             return "unsigned: the command has no mac"
         try:
-            good = verify(key, topic, request.req, request.ts, request.args, mac=request.mac)
+            if verify(key, topic, request.req, request.ts, request.args, mac=request.mac):
+                return None
+            if previous is not None and verify(
+                previous, topic, request.req, request.ts, request.args, mac=request.mac
+            ):
+                self.verified_with_previous += 1
+                return None
         except (TypeError, ValueError, RecursionError):
             return "args cannot be put in canonical JSON, so the signature cannot be checked"
-        if not good:
-            return "bad signature: mac does not match (wrong key, or a different signed text)"
-        return None
+        return "bad signature: mac does not match (wrong key, or a different signed text)"
 
     def _fresh(self, request: CommandRequest, now_ms: int) -> str | None:
         age = now_ms - request.ts
@@ -206,11 +230,7 @@ class Gate:
                 f"from the future: ts is {-age / 1000:.1f} s ahead of this unit's clock "
                 f"(max {limit:g} s); check both clocks"
             )
-        if request.ts < self.not_before_ms:
-            return "stale: sent before this agent started; send it again"
-        if self.replay.seen(request.req, now_ms):
-            return f"replayed: request id {request.req!r} was already used"
-        return None
+        return self.replay.check(request.req, request.ts)
 
 
 def _parse(payload: bytes) -> tuple[Any, str]:

@@ -13,6 +13,7 @@ import logging
 import queue
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from agent.config import AgentConfig
@@ -55,8 +56,8 @@ class CommandService:
             outbox.topics,
             by_name(COMMANDS),
             self.keys,
-            not_before_ms=now_ms(),
             mono=mono,
+            replay_file=Path(cfg.spool.path).with_name("commands-replay.json"),
         )
         # Rejections are answered too, so answers are rate-limited as well: a flood of
         # garbage must not fill the spool with results at alarm priority.
@@ -121,6 +122,9 @@ class CommandService:
             "dropped": dict(self.dropped),
             "queued": self._queue.qsize(),
             "keyed": self.keys.device is not None,
+            # Commands still signed with the key before a rotation: the centre sees stragglers.
+            "prev_key": self.gate.verified_with_previous,
+            "replay_save_errors": self.gate.replay.save_errors,
         }
 
     # ------------------------------------------------------------------ the thread

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +29,6 @@ def gate(keys: Keys | None = None, **cfg: Any) -> Gate:
         TOPICS,
         by_name(COMMANDS),
         keys or Keys(KEY, "", SITE_KEY, ""),
-        not_before_ms=NOW - 10_000,
         mono=0.0,
     )
 
@@ -60,12 +60,6 @@ REJECTIONS: list[tuple[str, str, bytes, str]] = [
     ("bad signature", DEV + "ping", _bad_mac(DEV + "ping"), "bad signature"),
     ("expired", DEV + "ping", signed(DEV + "ping", ts=NOW - 61_000), "expired: sent 61.0 s ago"),
     ("future", DEV + "ping", signed(DEV + "ping", ts=NOW + 61_000), "from the future"),
-    (
-        "before start",
-        DEV + "ping",
-        signed(DEV + "ping", ts=NOW - 11_000),
-        "stale: sent before this agent",
-    ),
     ("unknown", DEV + "reboot", signed(DEV + "reboot"), "unknown command 'reboot'; known: arm"),
     (
         "wrong types",
@@ -171,3 +165,67 @@ def test_without_keys_everything_is_refused_clearly() -> None:
     v = check(gate(keys), SITE + "ping", signed(SITE + "ping"))
     assert isinstance(v, Rejected)
     assert "no commands.site_key_file" in v.why
+
+
+def test_a_clock_step_back_does_not_stop_commands() -> None:
+    """The unit started with its clock an hour ahead; NTP steps it back: commands pass again.
+
+    (The agent used to refuse everything sent before its start time by its own clock, so a
+    clock that started ahead refused every command, bell-ack included, until a restart.)
+    """
+    g = gate()
+    ahead = NOW + 3_600_000
+    v = check(g, DEV + "ping", signed(DEV + "ping"), now=ahead)
+    assert isinstance(v, Rejected)
+    assert v.why.startswith("expired")  # honest: the clocks disagree by an hour
+    assert isinstance(check(g, DEV + "bell-ack", signed(DEV + "bell-ack"), now=NOW + 500), Accepted)
+
+
+def test_a_clock_step_forward_and_back_opens_no_replay() -> None:
+    g = gate()
+    payload = signed(DEV + "ping")
+    assert isinstance(check(g, DEV + "ping", payload), Accepted)
+    # The unit's clock jumps a day ahead and back: the id is still remembered.
+    check(g, DEV + "ping", signed(DEV + "ping"), now=NOW + 86_400_000)
+    v = check(g, DEV + "ping", payload, now=NOW + 1_000)
+    assert isinstance(v, Rejected)
+    assert v.why.startswith("replayed")
+
+
+def test_older_than_what_was_accepted_is_refused() -> None:
+    g = gate()
+    assert isinstance(check(g, DEV + "ping", signed(DEV + "ping", ts=NOW + 59_000)), Accepted)
+    # 122 s older than the newest accepted command: it cannot be told from a replay.
+    late = signed(DEV + "ping", ts=NOW - 59_000 - 4_000)
+    v = check(g, DEV + "ping", late, now=NOW - 30_000)
+    assert isinstance(v, Rejected)
+    assert v.why.startswith("stale: older than commands already accepted")
+
+
+def test_the_replay_cache_survives_a_restart(tmp_path: Path) -> None:
+    keys = Keys(KEY, "", SITE_KEY, "")
+    cfg = CommandsConfig(max_age_s=60, max_bytes=1024, rate_per_min=5)
+    file = tmp_path / "commands-replay.json"
+    first = Gate(cfg, TOPICS, by_name(COMMANDS), keys, mono=0.0, replay_file=file)
+    payload = signed(DEV + "ping")
+    assert isinstance(check(first, DEV + "ping", payload), Accepted)
+    again = Gate(cfg, TOPICS, by_name(COMMANDS), keys, mono=0.0, replay_file=file)
+    v = check(again, DEV + "ping", payload, now=NOW + 2_000)
+    assert isinstance(v, Rejected)
+    assert v.why.startswith("replayed")
+    # A damaged file starts empty rather than stopping commands.
+    file.write_text("{not json")
+    third = Gate(cfg, TOPICS, by_name(COMMANDS), keys, mono=0.0, replay_file=file)
+    assert isinstance(check(third, DEV + "ping", signed(DEV + "ping")), Accepted)
+
+
+def test_the_previous_key_is_accepted_during_a_rotation() -> None:
+    new = bytes(range(100, 132))
+    g = gate(Keys(new, "", SITE_KEY, "", previous_device=KEY))
+    assert isinstance(check(g, DEV + "ping", signed(DEV + "ping")), Accepted)  # the old key
+    assert g.verified_with_previous == 1
+    _req, payload = make_request(new, DEV + "ping", None, ts=NOW)
+    assert isinstance(check(g, DEV + "ping", payload), Accepted)
+    assert g.verified_with_previous == 1
+    _req, other = make_request(b"z" * 32, DEV + "ping", None, ts=NOW)
+    assert isinstance(check(g, DEV + "ping", other), Rejected)
