@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 from agent import __version__
+from agent.clock import ClockWatch
 from agent.config import AgentConfig, ConfigError, config_hash, load
 from agent.events import EventStamper, Topics
 from agent.health import Notifier, heartbeat
@@ -63,6 +64,7 @@ class Runner:
         self.cfg: AgentConfig = load(self.config_path)
         self.notifier = notifier or Notifier()
         self.started = time.monotonic()
+        self.clock = ClockWatch()
         self.stamper = EventStamper(self.cfg.device.id)
         self.spool = Spool(
             self._spool_path(self.cfg),
@@ -256,6 +258,7 @@ class Runner:
             spool=self.spool.stats,
             link=stages.link.facts,
             commands=stages.commands.facts if stages.commands is not None else None,
+            clock=self.clock.facts,
             spool_path=self._spool_path(self.cfg),
         )
         stages.extra["outbox"].emit(event)
