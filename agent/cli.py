@@ -34,20 +34,18 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _cmd_config_validate(args: argparse.Namespace) -> int:
-    from agent.config import load, load_profile_file
+    from agent.config import is_profile, load, load_profile_file
 
     path = Path(args.file)
-    if args.profile_only or _looks_like_profile(path):
+    # A profile names no device and no profile of its own: decided by the content, so a
+    # profile copied out of firmware_configs/ is still checked as one.
+    if args.profile_only or is_profile(path):
         load_profile_file(path)
         print(f"{path}: valid hardware profile")
         return 0
     cfg = load(path)
     print(f"{path}: valid (device {cfg.device.id}, profile {cfg.profile or 'none'})")
     return 0
-
-
-def _looks_like_profile(path: Path) -> bool:
-    return path.parent.name == "firmware_configs"
 
 
 def _cmd_config_show(args: argparse.Namespace) -> int:

@@ -31,6 +31,15 @@ def test_validate_each_profile(profile: Path) -> None:
     assert "valid hardware profile" in proc.stdout
 
 
+def test_a_profile_copied_elsewhere_is_still_a_profile(tmp_path: Path) -> None:
+    """A technician's own copy of a profile, outside firmware_configs/, is judged by content."""
+    copy = tmp_path / "my-box.yaml"
+    copy.write_text((ROOT / "firmware_configs/rpi4-gpio.yaml").read_text())
+    proc = cli("config", "validate", str(copy))
+    assert proc.returncode == 0, proc.stderr
+    assert "valid hardware profile" in proc.stdout
+
+
 def test_validate_example_site() -> None:
     proc = cli("config", "validate", "examples/dev-site.yaml")
     assert proc.returncode == 0, proc.stderr

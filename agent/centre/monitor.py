@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from pydantic import ValidationError
@@ -128,12 +128,23 @@ class MonitorView:
         if isinstance(e, ev.CameraEvent):
             return self._paint(f"{head} CAMERA {e.cam} {e.ev} {e.why or ''}{late}", "36")
         if isinstance(e, ev.HealthEvent):
-            depth, link = e.spool.get("depth", {}), e.link.get("state")
-            return f"{head} heartbeat up {e.up}s spool {depth} link {link}"
+            return (
+                f"{head} heartbeat up {e.up}s, {_spool_words(e.spool)}, link {e.link.get('state')}"
+            )
         if isinstance(e, ev.CommandResultEvent):
             why = f": {e.why}" if e.why else ""
             return self._paint(f"{head} RESULT {e.cmd} {e.req} {e.res}{why}", "34")
         return f"{head} {e.k}"  # pragma: no cover - every kind is listed above
+
+
+def _spool_words(spool: dict[str, Any]) -> str:
+    """``spool empty`` or ``spool 12 waiting (alarm 1, object 11)`` for the heartbeat line."""
+    depth = spool.get("depth") or {}
+    waiting = {k: v for k, v in depth.items() if isinstance(v, int) and v > 0}
+    if not waiting:
+        return "spool empty"
+    parts = ", ".join(f"{k} {v}" for k, v in waiting.items())
+    return f"spool {sum(waiting.values())} waiting ({parts})"
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -167,6 +178,14 @@ def connect_client(
     return client
 
 
+class Output(Protocol):
+    """Where the monitor prints: a terminal, a file, or a labelled stream (the demo)."""
+
+    def write(self, text: str, /) -> int: ...
+    def flush(self) -> None: ...
+    def isatty(self) -> bool: ...
+
+
 class Monitor:
     """Subscribes to ``filter`` and prints what arrives until stopped or ``count`` events."""
 
@@ -175,7 +194,7 @@ class Monitor:
         client: mqtt.Client,
         topic_filter: str,
         *,
-        out: TextIO = sys.stdout,
+        out: Output = sys.stdout,
         as_json: bool = False,
         count: int | None = None,
         on_line: Callable[[str], None] | None = None,

@@ -28,6 +28,7 @@ from agent.config.device import DeviceConfig
 from agent.config.loading import (
     config_hash,
     find_profile,
+    is_profile,
     load,
     load_mapping,
     load_profile_file,
@@ -65,6 +66,7 @@ __all__ = [
     "ZoneConfig",
     "config_hash",
     "find_profile",
+    "is_profile",
     "load",
     "load_mapping",
     "load_profile_file",

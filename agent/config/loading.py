@@ -24,10 +24,12 @@ __all__ = [
     "PLACEHOLDER_DEVICE",
     "config_hash",
     "find_profile",
+    "is_profile",
     "load",
     "load_mapping",
     "load_profile_file",
     "profile_dirs",
+    "read_yaml",
     "redacted",
     "secret_files",
 ]
@@ -65,7 +67,7 @@ def find_profile(name: str) -> Path:
     )
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -115,7 +117,7 @@ def load_mapping(data: Mapping[str, Any], source: str = "config") -> AgentConfig
 def load(site_file: str | Path) -> AgentConfig:
     """Read a site file, merge it over its hardware profile, validate once."""
     path = Path(site_file)
-    site = _read_yaml(path)
+    site = read_yaml(path)
     profile = site.get("profile")
     merged: dict[str, Any] = site
     if profile is not None:
@@ -125,7 +127,7 @@ def load(site_file: str | Path) -> AgentConfig:
             profile_file = find_profile(profile)
         except ConfigError as exc:
             raise ConfigError(str(path), exc.problems) from None
-        merged = _merge(_read_yaml(profile_file), site)
+        merged = _merge(read_yaml(profile_file), site)
     return load_mapping(merged, str(path))
 
 
@@ -176,9 +178,15 @@ PLACEHOLDER_DEVICE = {
 }
 
 
+def is_profile(path: str | Path) -> bool:
+    """A hardware profile, by its content: it names neither a device nor a profile."""
+    data = read_yaml(Path(path))
+    return "device" not in data and "profile" not in data
+
+
 def load_profile_file(path: str | Path) -> AgentConfig:
     """Validate a hardware profile on its own, with a placeholder identity."""
-    data = _read_yaml(Path(path))
+    data = read_yaml(Path(path))
     if "device" in data:
         raise ConfigError(str(path), ["device: a hardware profile must not name a device"])
     return load_mapping({**data, "device": PLACEHOLDER_DEVICE}, str(path))

@@ -110,6 +110,7 @@ class LocalBroker:
             [mosquitto_binary(), "-c", str(self.conf)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            start_new_session=True,  # a terminal's Ctrl-C must not kill the broker first
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
