@@ -113,10 +113,10 @@ class Runner:
         try:
             if cfg.detection.isolation == "process":
                 # The detector in a child process cannot hold this process's GIL.
-                from agent.vision_proc import VisionProcess
+                from agent.vision.process import VisionProcess
 
                 return VisionProcess(cfg.cameras, cfg.detection, outbox)
-            from agent.vision import VisionService
+            from agent.vision.service import VisionService
 
             return VisionService(cfg.cameras, cfg.detection, outbox)
         except Exception as exc:  # noqa: BLE001 - a broken model must not take the bell down

@@ -205,11 +205,11 @@ def start_vision(outbox: Outbox, phase: str, cameras: int) -> Any:
         {"threads": 2, "isolation": isolation, "process_priority": priority or "idle"}
     )
     if isolation == "process":
-        from agent.vision_proc import VisionProcess
+        from agent.vision.process import VisionProcess
 
         vision: Any = VisionProcess(vision_cameras(cameras), detection, outbox)
     else:
-        from agent.vision import VisionService
+        from agent.vision.service import VisionService
 
         vision = VisionService(vision_cameras(cameras), detection, outbox)
     vision.start()

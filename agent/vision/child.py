@@ -1,6 +1,6 @@
 """The vision process: a :class:`~agent.vision.VisionService` behind a socket to the agent.
 
-Started by :class:`agent.vision_proc.VisionProcess` as ``python -m agent.vision_child --fd N``.
+Started by :class:`agent.vision.process.VisionProcess` as ``python -m agent.vision.child --fd N``.
 It lowers its own CPU priority first (SCHED_IDLE by default; before numpy, OpenCV or
 onnxruntime start their thread pools, which inherit it), then reads its config from the
 socket, runs the service with a :class:`PipeOutbox`, and sends everything the service
@@ -39,11 +39,11 @@ from agent.outbox import Outbox
 
 if TYPE_CHECKING:
     from agent.events import Event, EventStamper
-    from agent.vision import VisionService
+    from agent.vision.service import VisionService
 
 __all__ = ["Child", "PipeOutbox", "main"]
 
-log = logging.getLogger("agent.vision_child")
+log = logging.getLogger("agent.vision.child")
 
 OUT_MAX = 64  # messages waiting for the parent
 SOFT_MAX = OUT_MAX * 3 // 4  # above this, droppable messages are dropped
@@ -173,7 +173,7 @@ class Child:
 
     def _build(self, first: tuple[Any, ...]) -> VisionService:
         from agent.events import EventStamper
-        from agent.vision import VisionService
+        from agent.vision.service import VisionService
 
         kind, cameras, detection, device_id, boot_id = first
         if kind != "config":
@@ -209,8 +209,8 @@ def _lower_priority(priority: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m agent.vision_child``."""
-    ap = argparse.ArgumentParser(prog="agent.vision_child", description=__doc__.split("\n")[0])
+    """Entry point of ``python -m agent.vision.child``."""
+    ap = argparse.ArgumentParser(prog="agent.vision.child", description=__doc__.split("\n")[0])
     ap.add_argument("--fd", type=int, required=True, help="socket to the agent")
     ap.add_argument("--priority", default="idle", help="'idle' (SCHED_IDLE) or niceness to add")
     ap.add_argument("--log-level", default="info")

@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from agent import vision_child
 from agent.config import CameraConfig, DetectionConfig
 from agent.events import Event, EventStamper, Topics, decode_event
 from agent.outbox import Outbox
 from agent.spool import Spool, SpoolRow
-from agent.vision_child import OUT_MAX, SOFT_MAX, Child
-from agent.vision_proc import VisionProcess
+from agent.vision import child as vision_child
+from agent.vision.child import OUT_MAX, SOFT_MAX, Child
+from agent.vision.process import VisionProcess
 
 pytestmark = pytest.mark.timeout(90)
 TOPICS = Topics("pole", "gangnam", "pole-0001")
@@ -201,7 +201,7 @@ def test_clean_stop_leaves_no_child(run: Run) -> None:
     assert _alive(pid)
     run.vision.stop(5)
     assert not _alive(pid)
-    assert [c for c in _children() if "agent.vision_child" in c] == []
+    assert [c for c in _children() if "agent.vision.child" in c] == []
     assert all(not t.is_alive() for t in run.vision.threads())
 
 

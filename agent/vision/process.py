@@ -1,7 +1,7 @@
 """Vision in a child process, so that the detector never holds the agent's GIL.
 
 :class:`VisionProcess` has the interface of :class:`agent.vision.VisionService`.  It starts
-``python -m agent.vision_child`` (low CPU priority, see there) with one end of a socket
+``python -m agent.vision.child`` (low CPU priority, see there) with one end of a socket
 pair, and two threads of its own: "vision-rx" owns the child (start, read, restart) and
 turns what the child sends into calls of the real :class:`~agent.outbox.Outbox`;
 "vision-tx" sends snapshot requests and arm/disarm to the child from a bounded queue, so
@@ -284,7 +284,7 @@ class VisionProcess:
     def _argv(self, fd: int) -> list[str]:
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
         prio = str(self.detection.process_priority)
-        module = "agent.vision_child"
+        module = "agent.vision.child"
         return [
             sys.executable,
             "-m",
@@ -453,6 +453,6 @@ def _child_env() -> dict[str, str]:
     """The agent's environment minus systemd's notify variables (NotifyAccess=main)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))}
     # The child imports the same source tree as this process, installed or not.
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env
