@@ -2,13 +2,14 @@
 
 Stages (bell, vision, commands, health) hold an :class:`Outbox`; they never see the
 broker.  Every message is durable in the spool when ``emit`` returns, and the link
-publishes it from there.
+publishes it from there.  Vision holds an :class:`EventSink`, the Outbox's interface: in
+the vision process, the sink is the socket to the agent, whose Outbox spools for it.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from agent.events import (
     Event,
@@ -21,12 +22,37 @@ from agent.events import (
 )
 from agent.spool import Spool, SpoolError
 
-__all__ = ["Outbox"]
+__all__ = ["EventSink", "Outbox"]
 
 log = logging.getLogger(__name__)
 
 
+class EventSink(Protocol):
+    """Where a stage's events, states and snapshots go; implemented by :class:`Outbox`."""
+
+    @property
+    def stamper(self) -> EventStamper:
+        """Makes the events this sink takes (ids, ``seq``, time, priority)."""
+        ...
+
+    def emit(self, event: Event) -> bool:
+        """Take an event; False when it was not kept (counted and logged by the sink)."""
+        ...
+
+    def state(
+        self, name: str, state: str, since: int, detail: dict[str, Any] | None = None
+    ) -> None:
+        """Replace the retained ``state/<name>`` message."""
+        ...
+
+    def snapshot(self, event_id: str, jpeg: bytes) -> None:
+        """Send a JPEG that belongs to the event ``event_id``."""
+        ...
+
+
 class Outbox:
+    """The :class:`EventSink` of the agent: every message into the spool."""
+
     def __init__(self, spool: Spool, topics: Topics, stamper: EventStamper) -> None:
         self.spool = spool
         self.topics = topics

@@ -15,7 +15,7 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
@@ -28,6 +28,7 @@ from agent.health import Notifier, heartbeat
 from agent.mqtt.link import Link, StatusInfo
 from agent.outbox import Outbox
 from agent.spool import Spool
+from agent.vision import make_vision
 
 __all__ = ["Runner", "Service"]
 
@@ -41,7 +42,7 @@ class Service(Protocol):
     """What the runner needs from a stage that owns threads."""
 
     def start(self) -> None: ...
-    def stop(self, timeout: float) -> None: ...
+    def stop(self, timeout: float) -> bool | None: ...  # False: a thread did not stop
     def threads(self) -> list[threading.Thread]: ...
     def last_progress(self) -> float: ...
     def facts(self) -> dict[str, Any]: ...
@@ -50,10 +51,10 @@ class Service(Protocol):
 @dataclass
 class Stages:
     link: Link
+    outbox: Outbox
     bell: Service | None = None
     vision: Service | None = None
     commands: Service | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Runner:
@@ -98,8 +99,7 @@ class Runner:
             status,
             on_command=getattr(commands, "submit", None),
         )
-        stages = Stages(link=link, commands=commands)
-        stages.extra["outbox"] = outbox
+        stages = Stages(link=link, outbox=outbox, commands=commands)
         if cfg.cameras:
             stages.vision = self._build_vision(cfg, outbox)
         if cfg.bell.enabled:
@@ -113,23 +113,14 @@ class Runner:
 
     def _build_vision(self, cfg: AgentConfig, outbox: Outbox) -> Service | None:
         try:
-            if cfg.detection.isolation == "process":
-                # The detector in a child process cannot hold this process's GIL.
-                from agent.vision_proc import VisionProcess
-
-                return VisionProcess(cfg.cameras, cfg.detection, outbox)
-            from agent.vision import VisionService
-
-            return VisionService(cfg.cameras, cfg.detection, outbox)
+            return make_vision(cfg.cameras, cfg.detection, outbox)
         except Exception as exc:  # noqa: BLE001 - a broken model must not take the bell down
             log.error("vision disabled: %s", exc)
             return None
 
     def _build_commands(self, cfg: AgentConfig, outbox: Outbox) -> Service | None:
-        try:
-            from agent.control.service import CommandService
-        except ImportError:
-            return None
+        from agent.control.service import CommandService
+
         service: Service = CommandService(cfg, outbox)
         return service
 
@@ -261,7 +252,7 @@ class Runner:
             clock=self.clock.facts,
             spool_path=self._spool_path(self.cfg),
         )
-        stages.extra["outbox"].emit(event)
+        stages.outbox.emit(event)
 
     def _status_line(self) -> str:
         stages = self.stages

@@ -204,14 +204,9 @@ def start_vision(outbox: Outbox, phase: str, cameras: int) -> Any:
     detection = DetectionConfig.model_validate(
         {"threads": 2, "isolation": isolation, "process_priority": priority or "idle"}
     )
-    if isolation == "process":
-        from agent.vision_proc import VisionProcess
+    from agent.vision import make_vision
 
-        vision: Any = VisionProcess(vision_cameras(cameras), detection, outbox)
-    else:
-        from agent.vision import VisionService
-
-        vision = VisionService(vision_cameras(cameras), detection, outbox)
+    vision: Any = make_vision(vision_cameras(cameras), detection, outbox)
     vision.start()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # model loaded, every camera delivering

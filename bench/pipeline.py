@@ -198,7 +198,7 @@ def rss_child(seconds: float) -> int:
     from agent.events import Topics
     from agent.outbox import Outbox
     from agent.spool import Spool
-    from agent.vision import VisionService
+    from agent.vision.service import VisionService
 
     with tempfile.TemporaryDirectory() as tmp:
         spool = Spool(Path(tmp) / "spool.db")

@@ -31,6 +31,7 @@ import numpy.typing as npt
 from agent.config import CameraConfig
 from agent.video.motion import small_grey
 from agent.video.tamper import TamperDetector
+from agent.worker import Worker
 
 __all__ = ["Capture", "Frame", "FrameSlot", "open_source"]
 
@@ -122,7 +123,7 @@ def open_source(source: str, read_timeout_s: float) -> tuple[str, Any]:
     return kind, cap
 
 
-class Capture:
+class Capture(Worker):
     """The capture thread of one camera ("capture-<id>")."""
 
     def __init__(
@@ -132,6 +133,7 @@ class Capture:
         *,
         rng: random.Random | None = None,
     ) -> None:
+        super().__init__(f"capture-{cam.id}")
         self.cam = cam
         self.report = report
         self.slot = FrameSlot()
@@ -140,10 +142,7 @@ class Capture:
         self.reconnects = 0
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._reopen = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._progress = time.monotonic()
         self._started = time.monotonic()
         self._last_frame_t: float | None = None
         self._attempt = 0
@@ -155,27 +154,6 @@ class Capture:
         self._tamper_t = -1e18
 
     # ------------------------------------------------------------------ service
-    def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._run, name=f"capture-{self.cam.id}", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self, timeout: float) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning(
-                    "capture-%s did not stop within %.1f s (a read hangs)", self.cam.id, timeout
-                )
-
-    def threads(self) -> list[threading.Thread]:
-        return [self._thread] if self._thread is not None else []
-
-    def last_progress(self) -> float:
-        return self._progress
-
     def facts(self, now: float | None = None) -> dict[str, Any]:
         now = time.monotonic() if now is None else now
         age = None if self._last_frame_t is None else round(now - self._last_frame_t, 2)
@@ -214,31 +192,33 @@ class Capture:
             self.report("restored", None)
 
     # ------------------------------------------------------------------ thread
-    def _run(self) -> None:
+    def _turn(self) -> None:
+        """Open the source, read it until it breaks, back off."""
         try:
-            while not self._stop.is_set():
-                self._progress = time.monotonic()
-                try:
-                    kind, cap = open_source(self.cam.source, self.cam.stall_s)
-                except OSError as exc:
-                    self._lost("open_failed", str(exc))
-                    self._backoff()
-                    continue
-                try:
-                    self._read_loop(kind, cap)
-                finally:
-                    cap.release()
-                if self.state == "ended":
-                    self._stop.wait()  # a file that ended stays ended; nothing to reconnect
-                elif not self._stop.is_set():
-                    self._backoff()
-        except Exception:
-            self.state = "failed"
-            log.exception("capture-%s crashed; this camera is no longer read", self.cam.id)
-            self.report("lost", "crashed")
+            kind, cap = open_source(self.cam.source, self.cam.stall_s)
+        except OSError as exc:
+            self._lost("open_failed", str(exc))
+            self._backoff()
+            return
+        try:
+            self._read_loop(kind, cap)
         finally:
-            if self.state != "failed":
-                self.state = "stopped"
+            cap.release()
+        if self.state == "ended":
+            self._stop.wait()  # a file that ended stays ended; nothing to reconnect
+        elif not self._stop.is_set():
+            self._backoff()
+
+    def _crashed(self, exc: Exception) -> None:
+        self.state = "failed"
+        log.error(
+            "capture-%s crashed; this camera is no longer read: %s", self.cam.id, exc, exc_info=exc
+        )
+        self.report("lost", "crashed")
+
+    def _finish(self) -> None:
+        if self.state != "failed":
+            self.state = "stopped"
 
     def _backoff(self) -> None:
         cam = self.cam
@@ -257,7 +237,7 @@ class Capture:
         while not self._stop.is_set() and not self._reopen.is_set():
             ok, img = cap.read()
             now = time.monotonic()
-            self._progress = now
+            self.progress(now)
             if not ok or not isinstance(img, np.ndarray) or img.ndim != 3 or img.size == 0:
                 if kind != "file":
                     self._lost("read_failed", "the stream returned no frame")

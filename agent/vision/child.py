@@ -1,18 +1,12 @@
-"""The vision process: a :class:`~agent.vision.VisionService` behind a socket to the agent.
+"""The vision process: a :class:`~agent.vision.service.VisionService` behind a socket.
 
-Started by :class:`agent.vision_proc.VisionProcess` as ``python -m agent.vision_child --fd N``.
-It lowers its own CPU priority first (SCHED_IDLE by default; before numpy, OpenCV or
-onnxruntime start their thread pools, which inherit it), then reads its config from the
-socket, runs the service with a :class:`PipeOutbox`, and sends everything the service
-emits to the parent.
-
-Messages are pickled tuples over a ``multiprocessing.connection.Connection``:
-
-- parent -> child: ``("config", cameras, detection, device_id, boot_id)`` first, then
-  ``("snap", event_id, camera)``, ``("rule", name, armed, remaining_s)``, ``("stop",)``;
-- child -> parent: ``("ready", pid, priority)``, ``("event", json)``, ``("state", name, state,
-  since, detail)``, ``("snap", event_id, jpeg)``, ``("facts", cams, detector, progress_age_s,
-  counters)``, ``("fatal", text)``.
+Started by :class:`agent.vision.process.VisionProcess` as ``python -m agent.vision.child
+--fd N``, with an environment built from an allow-list (no credentials).  It lowers its
+own CPU priority first (SCHED_IDLE by default; before numpy, OpenCV or onnxruntime start
+their thread pools, which inherit it), then reads its :class:`~agent.vision.protocol.Config`
+from the socket, runs the service with a :class:`PipeSink`, and sends everything the
+service emits to the parent.  The messages and their frames are in
+:mod:`agent.vision.protocol`; a message from the agent that breaks it stops the child.
 
 The child never blocks its vision thread on a slow parent for long: its outgoing queue is
 bounded; object events and facts are dropped (counted) when it is three quarters full,
@@ -29,21 +23,37 @@ import logging
 import os
 import queue
 import signal
+import socket
 import sys
 import threading
 import time
-from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from agent.outbox import Outbox
+from agent.vision.protocol import (
+    Config,
+    EventReport,
+    Facts,
+    Fatal,
+    FrameReader,
+    ProtocolError,
+    Ready,
+    RuleRequest,
+    SnapRequest,
+    Snapshot,
+    StateReport,
+    ToChild,
+    ToParent,
+    decode_to_child,
+    encode,
+)
 
 if TYPE_CHECKING:
     from agent.events import Event, EventStamper
-    from agent.vision import VisionService
+    from agent.vision.service import VisionService
 
-__all__ = ["Child", "PipeOutbox", "main"]
+__all__ = ["Child", "PipeSink", "main"]
 
-log = logging.getLogger("agent.vision_child")
+log = logging.getLogger("agent.vision.child")
 
 OUT_MAX = 64  # messages waiting for the parent
 SOFT_MAX = OUT_MAX * 3 // 4  # above this, droppable messages are dropped
@@ -53,43 +63,41 @@ FIRST_FACTS_S = 0.2  # ... while a camera is still starting
 STOP_S = 3.0  # the service's stop timeout
 
 
-class PipeOutbox(Outbox):
-    """An Outbox whose ``emit``/``state``/``snapshot`` go to the parent, not to a spool."""
+class PipeSink:
+    """The child's :class:`~agent.outbox.EventSink`: everything goes to the parent."""
 
     def __init__(self, child: Child, stamper: EventStamper) -> None:
-        # No spool here on purpose: the parent owns it; only the stamper is used.
-        self.stamper = stamper
-        self.failed = 0
+        self.stamper = stamper  # ids made here are replaced by the parent's stamper
         self._child = child
 
     def emit(self, event: Event) -> bool:
-        from agent.events import encode
-
-        return self._child.offer(("event", encode(event)), droppable=event.k == "object")
+        return self._child.offer(EventReport(event=event), droppable=event.k == "object")
 
     def state(
         self, name: str, state: str, since: int, detail: dict[str, Any] | None = None
     ) -> None:
-        self._child.offer(("state", name, state, since, detail), droppable=False)
+        msg = StateReport(name=name, state=state, since=since, detail=detail)
+        self._child.offer(msg, droppable=False)
 
     def snapshot(self, event_id: str, jpeg: bytes) -> None:
-        self._child.offer(("snap", event_id, jpeg), droppable=False)
+        self._child.offer(Snapshot(event_id=event_id, jpeg=jpeg), droppable=False)
 
 
 class Child:
     """The child's side: a receiver thread, a sender thread, facts from the main thread."""
 
-    def __init__(self, conn: Connection, priority: str | None) -> None:
-        self.conn = conn
+    def __init__(self, sock: socket.socket, priority: str | None) -> None:
+        self.sock = sock
+        self.reader = FrameReader(sock)
         self.priority = priority
-        self.out: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=OUT_MAX)
+        self.out: queue.Queue[ToParent | None] = queue.Queue(maxsize=OUT_MAX)
         self.stop = threading.Event()
         self.dropped_objects = 0
         self.dropped_other = 0
         self.service: VisionService | None = None
 
     # ------------------------------------------------------------------ outgoing
-    def offer(self, msg: tuple[Any, ...], *, droppable: bool) -> bool:
+    def offer(self, msg: ToParent, *, droppable: bool) -> bool:
         """Queue a message for the parent; False (counted) when it had to be dropped."""
         try:
             if not droppable:
@@ -100,10 +108,10 @@ class Child:
                 raise queue.Full
         except queue.Full:
             if droppable:
-                self.dropped_objects += msg[0] == "event"
+                self.dropped_objects += isinstance(msg, EventReport)
                 return False
             self.dropped_other += 1
-            log.error("vision process: the agent does not read; %s message dropped", msg[0])
+            log.error("vision process: the agent does not read; %s message dropped", msg.t)
             return False
         return True
 
@@ -113,56 +121,68 @@ class Child:
             if msg is None:
                 return
             try:
-                self.conn.send(msg)
-            except (OSError, ValueError):  # the parent is gone: nobody to work for
+                frame = encode(msg)
+            except (ProtocolError, ValueError) as exc:  # a bug here: say it, carry on
+                self.dropped_other += 1
+                log.error("vision process: %s message not sent: %s", msg.t, exc)
+                continue
+            try:
+                self.sock.sendall(frame)
+            except OSError:  # the parent is gone: nobody to work for
                 self.stop.set()
                 return
 
     # ------------------------------------------------------------------ incoming
+    def _receive(self) -> ToChild:
+        """The next message from the agent (blocking); EOFError when it closed its end."""
+        while (frame := self.reader.read(None)) is None:
+            pass
+        return decode_to_child(frame)
+
     def _recv_loop(self) -> None:
         try:
             while not self.stop.is_set():
-                self._handle(self.conn.recv())
+                self._handle(self._receive())
         except (EOFError, OSError):
             pass  # the parent closed its end or died
         except Exception:
             log.exception("vision process: bad message from the agent; stopping")
         self.stop.set()
 
-    def _handle(self, msg: tuple[Any, ...]) -> None:
+    def _handle(self, msg: ToChild) -> None:
         svc = self.service
-        if msg[0] == "stop" or svc is None:
-            self.stop.set()
-        elif msg[0] == "snap":
-            svc.request_snapshot(msg[1], msg[2])
-        elif msg[0] == "rule":
-            _, name, armed, remaining = msg
+        if svc is None or not isinstance(msg, SnapRequest | RuleRequest):
+            self.stop.set()  # Stop, or a second Config
+        elif isinstance(msg, SnapRequest):
+            svc.request_snapshot(msg.event_id, msg.camera)
+        else:
             # A duration, not a monotonic instant: correct whatever the two clocks are.
-            until = None if remaining is None else time.monotonic() + remaining
-            (svc.arm if armed else svc.disarm)(name, until)
+            until = None if msg.remaining_s is None else time.monotonic() + msg.remaining_s
+            (svc.arm if msg.armed else svc.disarm)(msg.name, until)
 
     # ------------------------------------------------------------------ main
     def run(self) -> int:
         try:
-            first = self.conn.recv()
+            first = self._receive_first()
         except (EOFError, OSError):
             return 0
         try:
             self.service = self._build(first)
         except Exception as exc:  # say why to the parent, then exit
             log.exception("vision process: could not start")
-            self.conn.send(("fatal", f"{type(exc).__name__}: {exc}"[:500]))
+            with contextlib.suppress(OSError):
+                self.sock.sendall(encode(Fatal(text=f"{type(exc).__name__}: {exc}"[:500])))
             return 2
         sender = threading.Thread(target=self._send_loop, name="child-send", daemon=True)
         sender.start()
         threading.Thread(target=self._recv_loop, name="child-recv", daemon=True).start()
         self.service.start()
-        self.offer(("ready", os.getpid(), self.priority), droppable=False)
+        self.offer(Ready(pid=os.getpid(), priority=self.priority), droppable=False)
         period = FIRST_FACTS_S  # the agent learns soon that a camera is up (snapshots)
         while not self.stop.wait(period):
             facts = self._facts()
             self.offer(facts, droppable=True)
-            if all(f.get("state") != "starting" for f in facts[1].values()):
+            if all(f.get("state") != "starting" for f in facts.cameras.values()):
                 period = FACTS_S
         self.service.stop(STOP_S)
         self.offer(self._facts(), droppable=True)
@@ -171,21 +191,35 @@ class Child:
         sender.join(BLOCK_S)
         return 0
 
-    def _build(self, first: tuple[Any, ...]) -> VisionService:
+    def _receive_first(self) -> ToChild | ProtocolError:
+        """The first message, or the ProtocolError it raised (reported as fatal)."""
+        try:
+            return self._receive()
+        except ProtocolError as exc:
+            return exc
+
+    def _build(self, first: ToChild | ProtocolError) -> VisionService:
         from agent.events import EventStamper
-        from agent.vision import VisionService
+        from agent.vision.service import VisionService
 
-        kind, cameras, detection, device_id, boot_id = first
-        if kind != "config":
-            raise ValueError(f"expected the config message first, got {kind!r}")
-        return VisionService(cameras, detection, PipeOutbox(self, EventStamper(device_id, boot_id)))
+        if isinstance(first, ProtocolError):
+            raise first
+        if not isinstance(first, Config):
+            raise ProtocolError(f"expected the config message first, got {first.t!r}")
+        sink = PipeSink(self, EventStamper(first.device_id, first.boot_id))
+        return VisionService(list(first.cameras), first.detection, sink)
 
-    def _facts(self) -> tuple[Any, ...]:
+    def _facts(self) -> Facts:
         svc = self.service
         assert svc is not None
         counters = {"dropped_objects": self.dropped_objects, "dropped_other": self.dropped_other}
         age = time.monotonic() - svc.last_progress()
-        return ("facts", svc.facts(), svc.detector_facts(), age, counters)
+        return Facts(
+            cameras=svc.facts(),
+            detector=svc.detector_facts(),
+            progress_age_s=age,
+            counters=counters,
+        )
 
 
 def _lower_priority(priority: str) -> str | None:
@@ -209,8 +243,8 @@ def _lower_priority(priority: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m agent.vision_child``."""
-    ap = argparse.ArgumentParser(prog="agent.vision_child", description=__doc__.split("\n")[0])
+    """Entry point of ``python -m agent.vision.child``."""
+    ap = argparse.ArgumentParser(prog="agent.vision.child", description=__doc__.split("\n")[0])
     ap.add_argument("--fd", type=int, required=True, help="socket to the agent")
     ap.add_argument("--priority", default="idle", help="'idle' (SCHED_IDLE) or niceness to add")
     ap.add_argument("--log-level", default="info")
@@ -221,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     from agent import logs
 
     logs.setup(args.log_level)
-    code = Child(Connection(args.fd), priority).run()
+    code = Child(socket.socket(fileno=args.fd), priority).run()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -1,8 +1,9 @@
 """The vision service: capture threads, and one "vision" thread that analyses every camera.
 
 Per camera, at its ``fps``: newest frame -> motion gate -> detector -> tracker -> lifecycle
--> rules; object, rule and camera events go out through the :class:`Outbox`, a rule event
-with a masked, size-capped snapshot.  Nothing here may take the agent down: a camera that
+-> rules; object, rule and camera events go out through an :class:`EventSink` (the
+agent's Outbox, or the vision process's socket), a rule event with a masked, size-capped
+snapshot.  Nothing here may take the agent down: a camera that
 fails is reported (``camera`` events, facts), a detector that cannot load or that fails on
 a frame leaves the cameras watched without detection, and the bell never waits on video
 (``request_snapshot`` only queues).
@@ -10,6 +11,7 @@ a frame leaves the cameras watched without detection, and the bell never waits o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -28,10 +30,11 @@ from agent.detect.detections import Detections
 from agent.detect.lifecycle import TrackEvent
 from agent.detect.pipeline import TrackPipeline
 from agent.detect.rules import RuleHit
-from agent.outbox import Outbox
+from agent.outbox import EventSink
 from agent.video.capture import Capture, Frame
 from agent.video.motion import MotionGate
 from agent.video.snapshot import SnapshotError, encode_snapshot
+from agent.worker import Worker
 
 __all__ = ["DetectorLike", "VisionService"]
 
@@ -68,18 +71,19 @@ def _pct(values: Sequence[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values else None
 
 
-class VisionService:
-    """Owns the capture threads ("capture-<id>") and the "vision" thread."""
+class VisionService(Worker):
+    """The "vision" thread; owns the capture threads ("capture-<id>")."""
 
     def __init__(
         self,
         cameras: list[CameraConfig],
         detection: DetectionConfig,
-        outbox: Outbox,
+        sink: EventSink,
         *,
         detector_factory: Callable[[], DetectorLike] | None = None,
     ) -> None:
-        self.outbox = outbox
+        super().__init__("vision")
+        self.sink = sink
         self.detection = detection
         self.detector: DetectorLike | None = None
         self.detector_error: str | None = None
@@ -96,9 +100,6 @@ class VisionService:
         self._person = names.index("person") if "person" in names else -1
         self._requests: queue.Queue[tuple[str, str]] = queue.Queue(maxsize=REQUESTS)
         self._rules_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._progress = time.monotonic()
         self.snapshots = 0
 
     def _load_detector(self, factory: Callable[[], DetectorLike] | None) -> None:
@@ -117,25 +118,21 @@ class VisionService:
     def start(self) -> None:
         for cam in self._cams.values():
             cam.capture.start()
-        self._thread = threading.Thread(target=self._run, name="vision", daemon=True)
-        self._thread.start()
+        super().start()
 
-    def stop(self, timeout: float) -> None:
-        self._stop.set()
+    def stop(self, timeout: float) -> bool:
+        """Stop the vision thread, then the captures; False if any did not stop."""
         end = time.monotonic() + timeout
-        if self._thread is not None:
-            self._thread.join(max(0.0, end - time.monotonic()))
+        stopped = super().stop(timeout)
         for cam in self._cams.values():
-            cam.capture.stop(max(0.1, end - time.monotonic()))
+            stopped = cam.capture.stop(max(0.1, end - time.monotonic())) and stopped
+        return stopped
 
     def threads(self) -> list[threading.Thread]:
-        out = [self._thread] if self._thread is not None else []
+        out = super().threads()
         for cam in self._cams.values():
             out += cam.capture.threads()
         return out
-
-    def last_progress(self) -> float:
-        return self._progress
 
     def facts(self) -> dict[str, Any]:
         """Per camera: state, analysed fps, dropped and gated frames, frame age, timings."""
@@ -204,20 +201,27 @@ class VisionService:
         return found
 
     # ------------------------------------------------------------------ the thread
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                now = time.monotonic()
-                self._progress = now
-                for cam in self._cams.values():
-                    cam.capture.check(now)
-                    if now >= cam.next_due:
-                        cam.next_due = max(cam.next_due + 1.0 / cam.cfg.fps, now)
-                        self._turn(cam)
-                due = min((c.next_due for c in self._cams.values()), default=now + 1.0)
-                self._serve(max(0.0, min(due - time.monotonic(), 1.0)))
-        except Exception:
-            log.exception("vision thread crashed; detection stopped (the bell is unaffected)")
+    def _turn(self) -> None:
+        """Every camera that is due, then wait for the next one (serving snapshots)."""
+        now = time.monotonic()
+        for cam in self._cams.values():
+            cam.capture.check(now)
+            if now >= cam.next_due:
+                cam.next_due = max(cam.next_due + 1.0 / cam.cfg.fps, now)
+                self._analyse(cam)
+        due = min((c.next_due for c in self._cams.values()), default=now + 1.0)
+        self._serve(max(0.0, min(due - time.monotonic(), 1.0)))
+
+    def _wake(self) -> None:
+        with contextlib.suppress(queue.Full):  # full: the thread is not waiting anyway
+            self._requests.put_nowait(("", ""))
+
+    def _crashed(self, exc: Exception) -> None:
+        log.error(
+            "vision thread crashed; detection stopped (the bell is unaffected): %s",
+            exc,
+            exc_info=exc,
+        )
 
     def _serve(self, wait: float) -> None:
         """Wait for the next due camera, answering snapshot requests meanwhile."""
@@ -228,7 +232,7 @@ class VisionService:
         if event_id:
             self._requested_snapshot(event_id, self._cams[cid])
 
-    def _turn(self, cam: _Camera) -> None:
+    def _analyse(self, cam: _Camera) -> None:
         frame = cam.capture.slot.take(cam.last_seq)
         if frame is None:
             return
@@ -258,10 +262,10 @@ class VisionService:
     # ------------------------------------------------------------------ events
     def _reporter(self, cid: str) -> Callable[[str, str | None], None]:
         def report(kind: str, why: str | None) -> None:
-            ev = self.outbox.stamper.camera(ev=kind, cam=cid, why=why)
-            self.outbox.emit(ev)
+            ev = self.sink.stamper.camera(ev=kind, cam=cid, why=why)
+            self.sink.emit(ev)
             state = {"lost": "lost", "tampered": "tampered"}.get(kind, "ok")
-            self.outbox.state(f"camera-{cid}", state, ev.ts, {"why": why} if why else None)
+            self.sink.state(f"camera-{cid}", state, ev.ts, {"why": why} if why else None)
 
         return report
 
@@ -270,8 +274,8 @@ class VisionService:
         return names[cls] if 0 <= cls < len(names) else f"class{cls}"
 
     def _object_event(self, cam: _Camera, ev: TrackEvent, wall_ms: int) -> None:
-        self.outbox.emit(
-            self.outbox.stamper.object(
+        self.sink.emit(
+            self.sink.stamper.object(
                 ts=wall_ms,
                 ev=ev.ev,
                 cam=cam.cfg.id,
@@ -286,7 +290,7 @@ class VisionService:
         )
 
     def _rule_event(self, cam: _Camera, hit: RuleHit, frame: Frame, dets: Detections) -> None:
-        event = self.outbox.stamper.rule(
+        event = self.sink.stamper.rule(
             ts=frame.wall_ms,
             rule=hit.rule,
             type=hit.type,
@@ -298,7 +302,7 @@ class VisionService:
             dir=hit.dir,
             snap=True,
         )
-        self.outbox.emit(event)
+        self.sink.emit(event)
         self._send_snapshot(event.id, cam, frame.image, dets)
 
     def _requested_snapshot(self, event_id: str, cam: _Camera) -> None:
@@ -336,5 +340,5 @@ class VisionService:
         except SnapshotError as exc:
             log.error("vision: snapshot %s not sent: %s", event_id, exc)
             return
-        self.outbox.snapshot(event_id, jpeg)
+        self.sink.snapshot(event_id, jpeg)
         self.snapshots += 1

@@ -9,22 +9,25 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import struct
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent import vision_child
 from agent.config import CameraConfig, DetectionConfig
 from agent.events import Event, EventStamper, Topics, decode_event
 from agent.outbox import Outbox
 from agent.spool import Spool, SpoolRow
-from agent.vision_child import OUT_MAX, SOFT_MAX, Child
-from agent.vision_proc import VisionProcess
+from agent.vision import child as vision_child
+from agent.vision.child import OUT_MAX, SOFT_MAX, Child
+from agent.vision.launch import ChildProcess, child_env
+from agent.vision.process import VisionProcess
+from agent.vision.protocol import EventReport, StateReport, encode
 
 pytestmark = pytest.mark.timeout(90)
 TOPICS = Topics("pole", "gangnam", "pole-0001")
@@ -201,7 +204,7 @@ def test_clean_stop_leaves_no_child(run: Run) -> None:
     assert _alive(pid)
     run.vision.stop(5)
     assert not _alive(pid)
-    assert [c for c in _children() if "agent.vision_child" in c] == []
+    assert [c for c in _children() if "agent.vision.child" in c] == []
     assert all(not t.is_alive() for t in run.vision.threads())
 
 
@@ -230,20 +233,21 @@ def test_a_parent_that_does_not_read_makes_the_child_drop_objects_not_block(
 ) -> None:
     monkeypatch.setattr(vision_child, "BLOCK_S", 0.2)
     mine, theirs = socket.socketpair()  # nobody reads `mine`
-    child = Child(Connection(theirs.detach()), priority=None)
+    child = Child(theirs, priority=None)
     threading.Thread(target=child._send_loop, name="child-send", daemon=True).start()
-    big = b"x" * 4096
-    results = [child.offer(("event", big), droppable=True) for _ in range(2000)]
+    stamper = EventStamper("pole-0001")
+    big = EventReport(event=stamper.camera(ev="lost", cam="cam-1", why="x" * 4096))
+    results = [child.offer(big, droppable=True) for _ in range(2000)]
     assert child.dropped_objects > 0
     assert results.count(False) == child.dropped_objects
     time.sleep(0.5)  # the sender fills the socket and blocks in send
-    while child.offer(("event", big), droppable=True):  # up to the soft limit again
+    while child.offer(big, droppable=True):  # up to the soft limit again
         pass
     # Past the soft limit, other messages still fit; when the queue is full, they wait
     # BLOCK_S and are dropped (counted): the child's vision thread never hangs here.
     room = OUT_MAX - child.out.qsize()
     assert room == OUT_MAX - SOFT_MAX
-    state = ("state", "camera-1", "ok", 0, None)
+    state = StateReport(name="camera-1", state="ok", since=0, detail=None)
     oks = [child.offer(state, droppable=False) for _ in range(room + 2)]
     assert oks == [True] * room + [False, False]
     assert child.dropped_other == 2
@@ -265,4 +269,108 @@ def test_the_default_priority_is_sched_idle(tmp_path: Path) -> None:
         assert os.sched_getscheduler(vp.pid) == os.SCHED_IDLE
     finally:
         vp.stop(5)
+        spool.close()
+
+
+def test_the_child_inherits_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    monkeypatch.setenv("POLE_MQTT_PASSWORD", "hunter2")  # a password_env the config may name
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "nobody-thought-of-this")
+    monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+    monkeypatch.setenv("WATCHDOG_USEC", "20000000")
+    monkeypatch.setenv("TZ", "Asia/Seoul")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    spool = Spool(tmp_path / "spool.db")
+    detection = DetectionConfig(enabled=False, process_priority=10)
+    vp = VisionProcess([], detection, Outbox(spool, TOPICS, EventStamper("pole-0001")))
+    vp.start()
+    try:
+        end = time.monotonic() + 30
+        while vp.pid is None and time.monotonic() < end:
+            time.sleep(0.05)
+        assert vp.pid is not None
+        raw = Path(f"/proc/{vp.pid}/environ").read_bytes()  # what the real child got
+        env = dict(kv.split("=", 1) for kv in raw.decode().split("\0") if kv)
+    finally:
+        vp.stop(5)
+        spool.close()
+    assert "hunter2" not in raw.decode()
+    for secret in ("CREDENTIALS_DIRECTORY", "POLE_MQTT_PASSWORD", "AWS_SECRET_ACCESS_KEY"):
+        assert secret not in env
+    assert "NOTIFY_SOCKET" not in env
+    assert "WATCHDOG_USEC" not in env
+    assert env["TZ"] == "Asia/Seoul"
+    assert env["OMP_NUM_THREADS"] == "1"
+    assert env["PATH"] == os.environ["PATH"]
+    assert str(Path(__file__).resolve().parents[2]) in env["PYTHONPATH"].split(os.pathsep)
+    assert set(env) <= set(child_env(os.environ))
+
+
+def test_child_env_is_an_allow_list() -> None:
+    parent = {
+        "PATH": "/usr/bin",
+        "HOME": "/var/lib/pole-agent",
+        "LANG": "ko_KR.UTF-8",
+        "LC_TIME": "C",
+        "PYTHONUNBUFFERED": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "ORT_LOGGING_LEVEL": "3",
+        "OPENCV_FFMPEG_CAPTURE_OPTIONS": "rtsp_transport;tcp",
+        "POLE_AGENT_CACHE": "/var/cache/pole-agent",
+        "CREDENTIALS_DIRECTORY": "/run/credentials/pole-agent.service",
+        "MQTT_PASSWORD": "x",
+        "POLE_AGENT_PROFILES": "/etc/pole-agent/profiles",
+        "INVOCATION_ID": "abc",
+    }
+    env = child_env(parent)
+    assert set(env) == {
+        "PATH",
+        "HOME",
+        "LANG",
+        "LC_TIME",
+        "PYTHONUNBUFFERED",
+        "OPENBLAS_NUM_THREADS",
+        "ORT_LOGGING_LEVEL",
+        "OPENCV_FFMPEG_CAPTURE_OPTIONS",
+        "POLE_AGENT_CACHE",
+        "PYTHONPATH",
+    }
+
+
+def test_odd_frames_are_counted_and_survived_a_broken_stream_restarts(tmp_path: Path) -> None:
+    """What the child sends is validated; one bad message is dropped, a bad prefix ends it."""
+    spool = Spool(tmp_path / "spool.db")
+    vp = VisionProcess(
+        [camera()], DetectionConfig(enabled=False), Outbox(spool, TOPICS, EventStamper("pole-0001"))
+    )
+    mine, theirs = socket.socketpair()
+    proc = subprocess.Popen(["sleep", "60"])  # stands in for a child taken over
+    now = time.monotonic()
+    child = ChildProcess(proc, mine, now, now, now)
+    why: list[str] = []
+    pump = threading.Thread(target=lambda: why.append(vp._pump(child)), name="test-pump")
+    pump.start()
+    try:
+        header = b'{"t":"ready","pid":"1","priority":null}'  # a string pid
+        theirs.sendall(struct.pack(">II", len(header), 0) + header)
+        theirs.sendall(b"\x00\x00\x00\x05\x00\x00\x00\x00" + b"pickl")  # not JSON at all
+        theirs.sendall(encode(StateReport(name="camera-cam-1", state="ok", since=1, detail=None)))
+        end = time.monotonic() + 10
+        while not spool.next_batch(10) and time.monotonic() < end:
+            time.sleep(0.05)
+        assert [r.topic for r in spool.next_batch(10)] == [TOPICS.state("camera-cam-1")]
+        assert vp.bad_messages == 2
+        assert pump.is_alive()
+        theirs.sendall(struct.pack(">II", 1 << 30, 0))  # a gigabyte header: never buffered
+        pump.join(10)
+        assert why == ["vision_crashed"]
+        assert vp.bad_messages == 3
+        assert proc.wait(5) == -signal.SIGKILL
+    finally:
+        proc.kill()
+        proc.wait()
+        child.close()
+        theirs.close()
         spool.close()

@@ -17,7 +17,7 @@ from agent.detect.detections import Detections
 from agent.events import EventStamper, Priority, Topics
 from agent.outbox import Outbox
 from agent.spool import Spool, SpoolRow
-from agent.vision import VisionService
+from agent.vision.service import VisionService
 
 pytestmark = pytest.mark.timeout(60)
 TOPICS = Topics("pole", "gangnam", "pole-0001")
