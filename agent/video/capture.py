@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -98,13 +99,22 @@ def _describe(source: str) -> tuple[str, Any, int]:
     return "file", source, cv2.CAP_ANY
 
 
+def _readable_file(path: Path) -> bool:
+    # A named pipe is a file source too (an encoder writing into a FIFO).
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) or stat.S_ISFIFO(mode)
+
+
 def open_source(source: str, read_timeout_s: float) -> tuple[str, Any]:
     """(kind, opened cv2.VideoCapture); raises OSError with a clear reason."""
     try:
         kind, target, backend = _describe(source)
     except Exception as exc:  # noqa: BLE001 - AssetError and friends: say it, do not crash
         raise OSError(str(exc)) from None
-    if kind == "file" and not Path(target).is_file():
+    if kind == "file" and not _readable_file(Path(target)):
         raise OSError(f"{target}: no such file")
     params: list[int] = []
     if kind == "stream":
@@ -152,6 +162,21 @@ class Capture(Worker):
         self._unlike = 0
         self._tamper = TamperDetector()
         self._tamper_t = -1e18
+        self._native_since: float | None = None  # inside open or read (native code) since
+
+    def stuck_for(self, now: float) -> float:
+        """Seconds spent in one native open or read so far; 0 when not in one."""
+        since = self._native_since
+        return 0.0 if since is None else now - since
+
+    def hang_bound(self) -> float:
+        """How long one open or read may take before the thread counts as hung.
+
+        OpenCV's FFmpeg backend is given open and read timeouts, so a healthy stream returns
+        within them; longer means a call that ignores its timeout (a pipe with no writer, a
+        driver stuck in the kernel).  Nothing inside this process can end such a call.
+        """
+        return OPEN_TIMEOUT_MS / 1000 + 2 * self.cam.stall_s + 5.0
 
     # ------------------------------------------------------------------ service
     def facts(self, now: float | None = None) -> dict[str, Any]:
@@ -169,6 +194,11 @@ class Capture(Worker):
 
     def check(self, now: float) -> None:
         """Stall watch, called by another thread: a hung read cannot report itself."""
+        stuck = self.stuck_for(now)
+        if stuck > self.hang_bound() and self.why != "capture_hung":
+            self._lost("capture_hung", f"one open or read has not returned for {stuck:.0f} s")
+            self.state, self.why = "lost", "capture_hung"
+            return
         since = self._last_frame_t if self._last_frame_t is not None else self._started
         if self.state in ("ok", "starting") and now - since > self.cam.stall_s:
             self._lost("stall", f"no frame for {now - since:.1f} s")
@@ -195,11 +225,14 @@ class Capture(Worker):
     def _turn(self) -> None:
         """Open the source, read it until it breaks, back off."""
         try:
+            self._native_since = time.monotonic()
             kind, cap = open_source(self.cam.source, self.cam.stall_s)
         except OSError as exc:
+            self._native_since = None
             self._lost("open_failed", str(exc))
             self._backoff()
             return
+        self._native_since = None
         try:
             self._read_loop(kind, cap)
         finally:
@@ -235,7 +268,9 @@ class Capture(Worker):
             period = 1.0 / FALLBACK_FPS
         got, next_t = 0, time.monotonic()
         while not self._stop.is_set() and not self._reopen.is_set():
+            self._native_since = time.monotonic()
             ok, img = cap.read()
+            self._native_since = None
             now = time.monotonic()
             self.progress(now)
             if not ok or not isinstance(img, np.ndarray) or img.ndim != 3 or img.size == 0:

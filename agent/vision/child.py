@@ -219,6 +219,7 @@ class Child:
             detector=svc.detector_facts(),
             progress_age_s=age,
             counters=counters,
+            stuck=svc.stuck_captures(),
         )
 
 

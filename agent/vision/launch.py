@@ -63,6 +63,7 @@ class ChildProcess:
     progress: float  # ... of the child's last vision turn
     ready: bool = False  # its service started (the model is loaded)
     counters: dict[str, int] = field(default_factory=dict)
+    stuck: dict[str, float] = field(default_factory=dict)  # cameras hung in native code
     # Held while sending; the socket is closed under it, so that a send never lands on
     # a reused descriptor.  vision-rx kills the process first, which unblocks a send.
     send_lock: threading.Lock = field(default_factory=threading.Lock)

@@ -71,6 +71,10 @@ STABLE_S = 60.0  # a child that lived this long starts the backoff afresh
 STARTUP_S = 120.0  # longest start (imports, model load) before it counts as hung
 IDS_MAX = 256  # child event ids remembered for their snapshots
 POLL_S = 0.5
+_ENDINGS = {
+    "vision_hung": "stopped making progress and was killed",
+    "capture_hung": "had a camera read stuck in native code and was killed",
+}
 
 
 @dataclass(frozen=True)
@@ -318,6 +322,10 @@ class VisionProcess(Worker):
                 continue
             if self._hung(child):
                 return "vision_hung"
+            if child.stuck:
+                # A capture thread inside a native call that ignores its timeouts cannot be
+                # ended from inside the child: restarting the child is the only cure.
+                return "capture_hung"
             if child.proc.poll() is not None and not child.reader.readable(0):
                 return "vision_crashed"
 
@@ -382,6 +390,7 @@ class VisionProcess(Worker):
         child.progress = time.monotonic() - facts.progress_age_s
         self.progress(child.progress)
         child.counters = facts.counters
+        child.stuck = facts.stuck
         self._facts.update(facts.cameras)
         self._det = facts.detector
         for cid in sorted(self._crashed_cams):
@@ -400,7 +409,7 @@ class VisionProcess(Worker):
         """One log line; its cameras lost (once per outage); the process ended and closed."""
         code: int | None = None
         if child is not None:
-            if why == "vision_hung":
+            if why in ("vision_hung", "capture_hung"):
                 child.proc.kill()
             code = end_process(child.proc, 1.0)
             self._forget(child)
@@ -410,7 +419,7 @@ class VisionProcess(Worker):
             "vision: process %s %s (exit code %s); its cameras are reported lost; "
             "restart %d in %.0f s; the bell is unaffected",
             child.proc.pid if child is not None else "-",
-            "stopped making progress and was killed" if why == "vision_hung" else "died",
+            _ENDINGS.get(why, "died"),
             code,
             self.restarts,
             delay,

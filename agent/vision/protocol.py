@@ -35,12 +35,13 @@ import re
 import select
 import socket
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
 from agent.config import CameraConfig, DetectionConfig
+from agent.config.checks import camera_problems
 from agent.events import Event
 
 __all__ = [
@@ -99,6 +100,12 @@ class Config(_Message):
     detection: DetectionConfig
     device_id: str
     boot_id: str
+
+    def __post_init__(self) -> None:
+        # The same cross-key rules as a config file: the child trusts nothing it is sent.
+        problems = [p for i, cam in enumerate(self.cameras) for p in camera_problems(i, cam)]
+        if problems:
+            raise ValueError("; ".join(problems))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,6 +185,8 @@ class Facts(_Message):
     detector: dict[str, Any]
     progress_age_s: float
     counters: dict[str, int]
+    # Capture threads stuck in one native call past their bound: only a restart ends that.
+    stuck: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)

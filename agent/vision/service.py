@@ -134,6 +134,16 @@ class VisionService(Worker):
             out += cam.capture.threads()
         return out
 
+    def stuck_captures(self, now: float | None = None) -> dict[str, float]:
+        """Cameras whose capture thread is stuck in native code past its bound, and how long."""
+        now = time.monotonic() if now is None else now
+        out = {}
+        for cid, cam in self._cams.items():
+            stuck = cam.capture.stuck_for(now)
+            if stuck > cam.capture.hang_bound():
+                out[cid] = round(stuck, 1)
+        return out
+
     def facts(self) -> dict[str, Any]:
         """Per camera: state, analysed fps, dropped and gated frames, frame age, timings."""
         now = time.monotonic()

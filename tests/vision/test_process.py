@@ -374,3 +374,43 @@ def test_odd_frames_are_counted_and_survived_a_broken_stream_restarts(tmp_path: 
         child.close()
         theirs.close()
         spool.close()
+
+
+def test_a_capture_stuck_in_native_code_restarts_the_child(tmp_path: Path) -> None:
+    """A camera read that never returns (a named pipe with no writer: FFmpeg blocks in the
+    kernel's open, past every timeout it was given) is ended by restarting the child."""
+    fifo = tmp_path / "camera.fifo"
+    os.mkfifo(fifo)
+    cam = CameraConfig(id="cam-p", source=str(fifo), stall_s=1.0, fps=2)
+    spool = Spool(tmp_path / "spool.db")
+    outbox = Outbox(spool, TOPICS, EventStamper("pole-0001"))
+    detection = DetectionConfig(enabled=False, process_priority=10)
+    vp = VisionProcess([cam], detection, outbox, restart_min_s=0.5)
+    vp.start()
+    try:
+        first = _wait_pid(vp)
+        cams: list[Event] = []
+        end = time.monotonic() + 60
+        while time.monotonic() < end and not any(e.why == "capture_hung" for e in cams):
+            time.sleep(0.2)
+            rows = spool.next_batch(10_000)
+            cams = [decode_event(r.payload) for r in rows if r.topic.endswith("/event/camera")]
+        whys = [(e.ev, e.why) for e in cams]
+        assert ("lost", "capture_hung") in whys, whys
+        assert not _alive(first)  # killed: nothing inside it could end that read
+        second = _wait_pid(vp, not_pid=first)
+        assert second != first
+        assert vp.detector_facts()["proc"]["restarts"] >= 1
+    finally:
+        vp.stop(5)
+        spool.close()
+
+
+def _wait_pid(vp: VisionProcess, not_pid: int | None = None, timeout: float = 60) -> int:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        pid = vp.pid
+        if pid is not None and pid != not_pid and _alive(pid):
+            return pid
+        time.sleep(0.1)
+    raise AssertionError("no vision child came up")

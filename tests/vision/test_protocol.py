@@ -191,7 +191,7 @@ def test_a_config_that_breaks_the_configs_rules_is_refused() -> None:
     with pytest.raises(ProtocolError, match=r"config\.cameras\.0\.fps: Input should be less"):
         decode_to_child(bad)
     bad = raw(header.replace(b'"zone":"walk"', b'"zone":"nowhere"'))
-    with pytest.raises(ProtocolError, match=r"config\.cameras\.0: Value error, rule 'walk-in'"):
+    with pytest.raises(ProtocolError, match=r"cameras\[0\]\.rules\[0\]\.zone: rule 'walk-in'"):
         decode_to_child(bad)
     with pytest.raises(ProtocolError, match=r"unknown message type: Input tag 'ready'"):
         decode_to_child(encode(Ready(pid=1, priority=None)))
