@@ -78,6 +78,7 @@ class BellService:
         self._driven = False
         self._output_retry = 0.0
         self._output_failing = False
+        self._early: list[CommChange] = []  # open failures seen by start(), reported by the thread
         self._state: tuple[str, dict[str, Any]] | None = None
         self._since = now_ms()
         self.crashed: str | None = None
@@ -88,7 +89,7 @@ class BellService:
     def start(self) -> None:
         """Try the input and outputs once, start the threads. Never raises for hardware:
         what cannot be opened is reported as ``comm_fault`` and retried by the bell thread."""
-        early = [c for c in (self.input_dev.try_open(), self.output_dev.try_open()) if c]
+        self._early = [c for c in (self.input_dev.try_open(), self.output_dev.try_open()) if c]
         if self.preset is not None:
             try:
                 self.preset.start()
@@ -98,7 +99,6 @@ class BellService:
                 log.error("bell: camera preset disabled: %s", exc)
         self._publish_state()  # the first retained state/bell, written by the reporter
         self.reporter.start()
-        self._early = early
         self._thread = threading.Thread(target=self._run, name="bell", daemon=True)
         self._thread.start()
         opened = "watching" if self.input_dev.is_open else "cannot open yet (retrying)"

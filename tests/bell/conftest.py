@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
@@ -13,6 +13,7 @@ from agent.config import BellConfig, DeviceConfig
 from agent.events import EventStamper, Topics
 from agent.outbox import Outbox
 from agent.spool import Spool
+from tests.bell.modbus_module import SimModule
 
 DEVICE = DeviceConfig(
     id="pole-0042", site="gangnam", pole="GN-042", latitude=37.4979, longitude=127.0276
@@ -45,3 +46,46 @@ def make_service(outbox: Outbox) -> Iterator[Callable[..., BellService]]:
     yield make
     for svc in made:
         svc.stop(5)
+
+
+@pytest.fixture
+def module() -> Iterator[SimModule]:
+    """A simulated Modbus module on a real pty."""
+    m = SimModule(unit=1)
+    yield m
+    m.close()
+
+
+S = TypeVar("S")
+
+
+class Fed(Protocol[S]):
+    def feed(self, level: bool, t: float) -> list[S]: ...
+    def tick(self, t: float) -> list[S]: ...
+
+
+def timed(steps: list[tuple[bool, float]]) -> list[tuple[bool, float]]:
+    """(level, gap) steps -> (level, time) samples."""
+    trace, t = [], 0.0
+    for level, gap in steps:
+        t += gap
+        trace.append((level, t))
+    return trace
+
+
+def lazy_and_eager(
+    make: Callable[[], Fed[S]], trace: list[tuple[bool, float]], end: float, every: float
+) -> tuple[list[S], list[S]]:
+    """The signals of ``trace`` ticked only at the end, and ticked every ``every`` seconds."""
+    lazy_m, eager_m = make(), make()
+    lazy = [s for level, t in trace for s in lazy_m.feed(level, t)] + lazy_m.tick(end)
+    eager: list[S] = []
+    prev = 0.0
+    for level, when in trace:
+        k = prev
+        while k + every < when:
+            k += every
+            eager += eager_m.tick(k)
+        eager += eager_m.feed(level, when)
+        prev = when
+    return lazy, eager + eager_m.tick(end)

@@ -14,6 +14,7 @@ from agent.bell.machine import BellSignal
 from agent.bell.panel import BellPanel
 from agent.bell.supervision import AuxInput, SupervisedLoop
 from agent.config import BellConfig, SupervisionConfig
+from tests.bell.conftest import lazy_and_eager, timed
 
 Got = list[tuple[Any, ...]]
 
@@ -187,19 +188,6 @@ gaps = st.one_of(
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), gaps), min_size=1, max_size=60))
 def test_late_ticks_give_the_same_signals_as_punctual_ones(steps: list[tuple[bool, float]]) -> None:
-    trace, t = [], 0.0
-    for level, gap in steps:
-        t += gap
-        trace.append((level, t))
-    lazy = run(tamper(4, 10), trace, t + 500)
-    eager_inp, eager = tamper(4, 10), []
-    prev = 0.0
-    for level, when in trace:
-        k = prev
-        while k + 0.05 < when:
-            k += 0.05
-            eager += eager_inp.tick(k)
-        eager += eager_inp.feed(level, when)
-        prev = when
-    eager += eager_inp.tick(t + 500)
+    trace = timed(steps)
+    lazy, eager = lazy_and_eager(lambda: tamper(4, 10), trace, trace[-1][1] + 500, 0.05)
     assert shape(eager) == shape(lazy)

@@ -9,11 +9,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from agent.bell import BellService
 from agent.bell.hw.simulator import SimulatorOutputs
@@ -32,13 +30,6 @@ from tests.bell.test_service import (
     wait_events,
     wait_for,
 )
-
-
-@pytest.fixture
-def module() -> Iterator[SimModule]:
-    m = SimModule(unit=1)
-    yield m
-    m.close()
 
 
 def modbus_cfg(port: Path, **over: Any) -> BellConfig:
