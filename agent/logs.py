@@ -4,17 +4,29 @@ Under systemd (``$JOURNAL_STREAM`` set) each line starts with ``<N>``, the syslo
 journald reads from stdout; in a terminal the level name is shown instead.  A message
 repeated more than a few times a minute is held back and counted, so a stuck input or a
 reconnect loop cannot fill the disk.
+
+Logging never blocks the thread that logs (the bell's above all): records go into a
+bounded queue, and one thread, ``log-writer``, writes them to stdout.  When journald
+stalls and the queue is full, records are dropped and counted (:func:`stats`), and the
+writer says how many when it can write again.  Call :func:`shutdown` at exit to flush.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import logging.handlers
 import os
+import queue
 import sys
+import threading
 import time
 from collections.abc import Callable
+from typing import Any, TextIO
 
-__all__ = ["RateLimit", "Throttle", "setup"]
+__all__ = ["QUEUE_SIZE", "RateLimit", "Throttle", "setup", "shutdown", "stats"]
+
+QUEUE_SIZE = 10_000
 
 _PRIORITY = {
     logging.CRITICAL: 2,
@@ -89,11 +101,118 @@ class Throttle:
         self._last.pop(key, None)
 
 
-def setup(level: str = "info") -> None:
-    """Configure the root logger once for the agent process."""
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JournalFormatter(journald=bool(os.environ.get("JOURNAL_STREAM"))))
-    handler.addFilter(RateLimit())
+class DroppingQueueHandler(logging.handlers.QueueHandler):
+    """Puts records on a bounded queue; never waits: a full queue drops and counts."""
+
+    def __init__(self, q: queue.Queue[Any]) -> None:
+        super().__init__(q)
+        self.dropped = 0
+        self._lock_dropped = threading.Lock()
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            with self._lock_dropped:
+                self.dropped += 1
+
+
+class _Writer(logging.Handler):
+    """In the ``log-writer`` thread: says how many records were dropped, then writes."""
+
+    def __init__(self, out: logging.Handler, source: DroppingQueueHandler) -> None:
+        super().__init__()
+        self.out, self.source = out, source
+        self.reported = 0
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        dropped = self.source.dropped
+        if dropped > self.reported:
+            note = logging.LogRecord(
+                "agent.logs", logging.WARNING, __file__, 0,
+                "%d log lines dropped: the log output was blocked (%d in all)",
+                (dropped - self.reported, dropped), None,
+            )  # fmt: skip
+            self.reported = dropped
+            self.out.handle(note)
+        return bool(self.out.handle(record))
+
+    def emit(self, record: logging.LogRecord) -> None:  # pragma: no cover - handle() is used
+        self.out.emit(record)
+
+
+class _Listener(logging.handlers.QueueListener):
+    """A QueueListener with a named thread (``log-writer``) and a stop that never hangs."""
+
+    def __init__(self, q: queue.Queue[Any], handler: logging.Handler) -> None:
+        super().__init__(q, handler)
+        self.records = q
+        self.writer: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.writer = threading.Thread(target=self._write, name="log-writer", daemon=True)
+        self.writer.start()
+
+    def _write(self) -> None:
+        while (record := self.dequeue(True)) is not None:
+            self.handle(record)
+
+    def stop_within(self, timeout: float) -> bool:
+        """Flush and end the writer; False if stdout stayed blocked for ``timeout``."""
+        writer, self.writer = self.writer, None
+        if writer is None:
+            return True
+        try:
+            self.records.put(None, timeout=timeout)
+        except queue.Full:
+            return False
+        writer.join(timeout)
+        return not writer.is_alive()
+
+
+_active: tuple[DroppingQueueHandler, _Listener] | None = None
+_exit_hook: list[Callable[..., Any]] = []
+
+
+def setup(
+    level: str = "info", *, queue_size: int = QUEUE_SIZE, stream: TextIO | None = None
+) -> None:
+    """Configure the root logger once for the agent process (again: replaces the last).
+
+    Lines go to ``stream`` (default: stdout, which journald reads) from the writer thread.
+    """
+    shutdown()
+    out = logging.StreamHandler(stream or sys.stdout)
+    out.setFormatter(JournalFormatter(journald=bool(os.environ.get("JOURNAL_STREAM"))))
+    q: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+    handler = DroppingQueueHandler(q)
+    handler.addFilter(RateLimit())  # here, where the message template is still known
+    listener = _Listener(q, _Writer(out, handler))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    listener.start()
+    global _active  # noqa: PLW0603 - one logging setup per process, made by setup()
+    if _active is None and not _exit_hook:
+        _exit_hook.append(atexit.register(shutdown))  # a normal exit flushes by itself
+    _active = (handler, listener)
+
+
+def shutdown(timeout: float = 2.0) -> None:
+    """Write what is queued (at most ``timeout`` seconds) and stop the writer thread."""
+    global _active  # noqa: PLW0603 - see setup()
+    if _active is None:
+        return
+    _, listener = _active
+    _active = None
+    if not listener.stop_within(timeout):
+        lost = listener.records.qsize()
+        sys.stderr.write(f"pole-agent: log output blocked; {lost} lines not written\n")
+
+
+def stats() -> dict[str, int]:
+    """Heartbeat numbers: log lines dropped because the output was blocked, and queued now."""
+    if _active is None:
+        return {"dropped": 0, "queued": 0}
+    handler, listener = _active
+    return {"dropped": handler.dropped, "queued": listener.records.qsize()}

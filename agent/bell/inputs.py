@@ -51,11 +51,15 @@ class Sample:
 
 @dataclass(frozen=True, slots=True)
 class CommChange:
-    """The link to the input hardware failed (``ok`` False) or recovered."""
+    """The link to the bell's hardware failed (``ok`` False) or recovered.
+
+    ``link`` None is the input backend itself; ``"outputs"`` is the strobe and siren driver.
+    """
 
     ok: bool
     t: float
     why: str
+    link: str | None = None
 
 
 Reading = Sample | CommChange

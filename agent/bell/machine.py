@@ -15,11 +15,11 @@ durations and hold thresholds are measured from the real press.
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from agent.bell.flap import FlapGuard
 from agent.config import BellConfig
 from agent.events import BellKind
 
@@ -89,10 +89,7 @@ class BellMachine:
         self._hold_at: float | None = None
         self._first_press: float | None = None  # double mode: the first press of a pair
         self.lockout_until = -math.inf
-        self._changes: deque[float] = deque()
-        self.flapping = False
-        self.suppressed = 0
-        self._last_change = -math.inf
+        self.flap = FlapGuard(cfg.policy.flap_changes, cfg.policy.flap_window_s)
         self.test_until: float | None = None
         self.presses = 0
         self.activations = 0
@@ -131,6 +128,10 @@ class BellMachine:
 
     # ------------------------------------------------------------------ views
     @property
+    def flapping(self) -> bool:
+        return self.flap.flapping
+
+    @property
     def in_test(self) -> bool:
         return self.test_until is not None
 
@@ -153,7 +154,7 @@ class BellMachine:
             (self._hold_at, self._hold_reached),
             (self.down_since + pol.stuck_s if self.down and not self.stuck else None, self._stuck),
             (_plus(self._first_press, pol.double_window_s), self._double_expired),
-            (self._last_change + pol.flap_window_s if self.flapping else None, self._flap_ended),
+            (self.flap.deadline(), self._flap_ended),
             (self.test_until, self._test_expired),
         ]
         out = [(d, d, fn) for d, fn in timers if d is not None]
@@ -198,11 +199,9 @@ class BellMachine:
         self._first_press = None
 
     def _flap_ended(self, when: float) -> None:
-        self.flapping = False
+        n = self.flap.clear(when)
         level = "down" if self.down else "up"
-        why = f"{self.suppressed} changes not reported; button {level}"
-        self._emit("flapping_cleared", when, why=why)
-        self.suppressed = 0
+        self._emit("flapping_cleared", when, why=f"{n} changes not reported; button {level}")
 
     def _test_expired(self, when: float) -> None:
         self._emit("test_ended", when, why="expired")
@@ -210,30 +209,19 @@ class BellMachine:
 
     # ------------------------------------------------------------------ changes
     def _change(self, level: bool, t: float) -> None:
-        self._count_change(t)
+        started = self.flap.change(t)
+        if started is not None:
+            self._emit("flapping", t, why=started)
         if level:
             self._press(t)
         else:
             self._release(t)
 
-    def _count_change(self, t: float) -> None:
-        self._last_change = t
-        window = self._changes
-        window.append(t)
-        while window and window[0] < t - self.policy.flap_window_s:
-            window.popleft()
-        if not self.flapping and len(window) >= self.policy.flap_changes:
-            self.flapping = True
-            why = f"{len(window)} changes in {self.policy.flap_window_s:g}s"
-            self._emit("flapping", t, why=why)
-
     def _press(self, t: float) -> None:
         self.down, self.down_since = True, t
         self.activated_press, self.stuck = False, False
         self.presses += 1
-        if self.flapping:
-            self.suppressed += 1
-        else:
+        if not self.flapping:  # while flapping the guard counts it instead
             self._emit("pressed", t, why="lockout" if t < self.lockout_until else None)
         mode = self.policy.mode
         if mode == "immediate":
@@ -256,7 +244,6 @@ class BellMachine:
             self.stuck = False
             self._emit("stuck_cleared", t, held_ms=held)
         if self.flapping:
-            self.suppressed += 1
             return
         why = None
         if self.policy.mode == "hold" and not self.activated_press:

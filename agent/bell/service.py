@@ -1,14 +1,17 @@
-"""The bell thread: input -> panel -> spool, and the strobe and siren.
+"""The bell thread: input -> panel -> strobe and siren, then the reports.
 
 One thread named ``bell`` owns the input backend, the panel and the output driver.  Each
-turn it waits for the input (at most until the panel's next deadline, at most a second),
-feeds the readings, runs the commands queued by other threads (test window, acknowledge,
-injected press), emits every signal as a :class:`BellEvent` through the outbox (one spool
-commit with fsync each; that is the bound on its latency), switches the outputs and
-replaces the retained ``state/bell`` when it changed.
+turn it opens what is not open yet (:mod:`agent.bell.reopen`), waits for the input (at
+most until the panel's next deadline, at most a second), feeds the readings, runs the
+commands queued by other threads (test window, acknowledge, injected press), switches the
+outputs (local safety first), then hands every signal as a :class:`BellEvent`, and the
+retained ``state/bell`` when it changed, to the ``bell-report`` thread
+(:mod:`agent.bell.report`), which writes them to the outbox and keeps them in memory while
+the outbox refuses.
 
-It never waits on video, the detector or the network: the snapshot callable only queues a
-request, and the outbox writes to the local spool, which the link thread publishes from.
+It depends on nothing but its hardware: not on video, the detector, the network, the
+spool or the log.  An input or output that cannot be opened is reported (``comm_fault``,
+``why: open_failed: ...``) and retried; ``start()`` raises only for a bug.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.bell.inputs import BellInputError, InputBackend, Waker, make_backend
+from agent.bell.inputs import CommChange, InputBackend, Reading, Waker, make_backend
 from agent.bell.machine import BellSignal
 from agent.bell.outputs import OutputDriver, OutputError, make_outputs
 from agent.bell.panel import BellPanel
 from agent.bell.preset import PresetMover
+from agent.bell.reopen import Device
+from agent.bell.report import Reporter
 from agent.config import BellConfig, DeviceConfig
 from agent.errors import BellError, CredentialError
 from agent.events import BellEvent, now_ms
@@ -41,7 +46,7 @@ PanelAction = Callable[[float], list[BellSignal]]
 
 
 class BellService:
-    """Watches the bell. ``start()`` opens the input (errors are BellError) and the thread."""
+    """Watches the bell. ``start()`` starts the threads; hardware that fails is retried."""
 
     def __init__(
         self,
@@ -59,62 +64,68 @@ class BellService:
         self.waker = Waker()
         self.backend: InputBackend = make_backend(cfg, waker=self.waker)
         self.outputs: OutputDriver = make_outputs(cfg, getattr(self.backend, "line", None))
+        self.input_dev = Device(f"bell input ({self.backend.name})", self.backend.open, clock=clock)
+        self.output_dev = Device(
+            f"bell outputs ({self.outputs.name})", self.outputs.open, link="outputs", clock=clock
+        )
+        self.reporter = Reporter(outbox)
         self.preset = PresetMover(cfg.preset) if cfg.preset is not None else None
+        self.preset_error: str | None = None
         self._actions: queue.Queue[PanelAction] = queue.Queue(maxsize=64)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._progress = clock()
         self._driven = False
         self._output_retry = 0.0
+        self._output_failing = False
+        self._early: list[CommChange] = []  # open failures seen by start(), reported by the thread
         self._state: tuple[str, dict[str, Any]] | None = None
         self._since = now_ms()
         self.crashed: str | None = None
-        self.events = 0
-        self.emit_failed = 0
         self.last_activation: int | None = None
         self._facts: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Open the input and outputs, publish the initial state, start the thread."""
-        try:
-            self.backend.open()
-        except BellInputError as exc:
-            raise BellError(str(exc)) from None
-        try:
-            self.outputs.open()
-        except (OutputError, BellInputError) as exc:
-            self.backend.close()
-            raise BellError(f"bell outputs: {exc}") from None
+        """Try the input and outputs once, start the threads. Never raises for hardware:
+        what cannot be opened is reported as ``comm_fault`` and retried by the bell thread."""
+        self._early = [c for c in (self.input_dev.try_open(), self.output_dev.try_open()) if c]
         if self.preset is not None:
             try:
                 self.preset.start()
-            except CredentialError as exc:
-                self.backend.close()
-                self.outputs.close()
-                raise BellError(str(exc)) from None
-        self._publish_state()
+            except CredentialError as exc:  # the camera turn is a nicety; the bell goes on
+                self.preset_error = str(exc)
+                self.preset = None
+                log.error("bell: camera preset disabled: %s", exc)
+        self._publish_state()  # the first retained state/bell, written by the reporter
+        self.reporter.start()
         self._thread = threading.Thread(target=self._run, name="bell", daemon=True)
         self._thread.start()
-        log.info("bell: watching the %s input (%s policy)", self.backend.name, self.cfg.policy.mode)
+        opened = "watching" if self.input_dev.is_open else "cannot open yet (retrying)"
+        log.info(
+            "bell: %s the %s input (%s policy)", opened, self.backend.name, self.cfg.policy.mode
+        )
 
     def stop(self, timeout: float) -> None:
         """Stop the thread (outputs off, input closed); waits at most ``timeout``."""
         self._stop.set()
         self.waker.set()
+        end = time.monotonic() + timeout
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.error("bell: thread did not stop within %.1f s", timeout)
                 return
+        self.reporter.stop(max(end - time.monotonic(), 0.1))
         if self.preset is not None:
             self.preset.stop(timeout)
         self.waker.close()
 
     def threads(self) -> list[threading.Thread]:
-        """The bell thread, and the camera preset helper when configured."""
+        """The bell thread, its reporter and the camera preset helper when configured."""
         helpers = self.preset.threads() if self.preset is not None else []
-        return ([self._thread] if self._thread is not None else []) + helpers
+        own = [self._thread, self.reporter.thread()]
+        return [t for t in own if t is not None] + helpers
 
     def last_progress(self) -> float:
         return self._progress
@@ -151,6 +162,8 @@ class BellService:
     # ------------------------------------------------------------------ the thread
     def _run(self) -> None:
         try:
+            for change in self._early:
+                self._report(self.panel.feed(change))
             while not self._stop.is_set():
                 self._turn()
         except Exception as exc:
@@ -163,11 +176,12 @@ class BellService:
                 log.exception("bell: shutting down the input and outputs failed")
 
     def _turn(self) -> None:
-        deadline = self.panel.deadline()
-        wait = MAX_WAIT_S if deadline is None else deadline - self.clock()
-        readings = self.backend.poll(min(max(wait, 0.0), MAX_WAIT_S))
         signals: list[BellSignal] = []
-        for reading in readings:
+        for dev in (self.input_dev, self.output_dev):
+            change = dev.try_open()
+            if change is not None:
+                signals += self.panel.feed(change)
+        for reading in self._poll():
             signals += self.panel.feed(reading)
         while True:
             try:
@@ -176,19 +190,42 @@ class BellService:
                 break
             signals += action(self.clock())
         signals += self.panel.tick(self.clock())
-        for sig in signals:
-            self._emit(sig)
-        self._drive()
-        self._publish_state()
+        signals += self._drive()  # local safety first: the strobe and siren, then the reports
+        self._report(signals)
         self._progress = self.clock()
 
-    def _shutdown(self) -> None:
-        for sig in self.panel.outputs.stop(self.clock()):
+    def _poll(self) -> list[Reading]:
+        due = [self.panel.deadline(), self.input_dev.due(), self.output_dev.due()]
+        wait = min([d - self.clock() for d in due if d is not None], default=MAX_WAIT_S)
+        wait = min(max(wait, 0.0), MAX_WAIT_S)
+        if not self.input_dev.is_open:
+            self.waker.wait(wait)
+            return []
+        try:
+            return self.backend.poll(wait)
+        except Exception as exc:  # noqa: BLE001 - a vanished device is a fault, not an exit
+            self._close_quietly(self.backend)
+            change = self.input_dev.lost(exc)
+            return [change] if change is not None else []
+
+    def _report(self, signals: list[BellSignal]) -> None:
+        for sig in signals:
             self._emit(sig)
-        self._drive()
         self._publish_state()
-        self.backend.close()
-        self.outputs.close()
+
+    def _shutdown(self) -> None:
+        signals = self.panel.outputs.stop(self.clock())
+        signals += self._drive()
+        self._report(signals)
+        self._close_quietly(self.backend)
+        self._close_quietly(self.outputs)
+
+    @staticmethod
+    def _close_quietly(dev: InputBackend | OutputDriver) -> None:
+        try:
+            dev.close()
+        except Exception:  # closing a failed device must not end the bell
+            log.exception("bell: closing %s failed", dev.name)
 
     # ------------------------------------------------------------------ effects
     def _emit(self, sig: BellSignal) -> None:
@@ -209,10 +246,7 @@ class BellService:
             event = self._with_snapshot(event)
             if self.preset is not None and self.preset.request(event.id):
                 event = event.model_copy(update={"preset": self.preset.cfg.preset})
-        if self.outbox.emit(event):
-            self.events += 1
-        else:
-            self.emit_failed += 1
+        self.reporter.put(event)
         level = (
             logging.WARNING if sig.kind in ("activated", "comm_fault", "stuck") else logging.INFO
         )
@@ -228,17 +262,27 @@ class BellService:
             return event
         return event.model_copy(update={"snap": True}) if will else event
 
-    def _drive(self) -> None:
+    def _drive(self) -> list[BellSignal]:
+        """Switch the outputs to what the panel wants; a failure is retried, and reported."""
         want = self.panel.outputs.on
-        if want == self._driven or self.clock() < self._output_retry:
-            return
+        if want == self._driven or not self.output_dev.is_open:
+            return []
+        if self.clock() < self._output_retry:
+            return []
         try:
             self.outputs.set(want)
-        except OutputError as exc:
+        except (OutputError, OSError) as exc:
             self._output_retry = self.clock() + OUTPUT_RETRY_S
             log.error("bell: cannot switch the outputs %s: %s", "on" if want else "off", exc)
-            return
+            return self._outputs_link(False, f"switch_failed: {exc}")
         self._driven = want
+        return self._outputs_link(True, "switched")
+
+    def _outputs_link(self, ok: bool, why: str) -> list[BellSignal]:
+        if ok != self._output_failing:
+            return []
+        self._output_failing = not ok
+        return self.panel.feed(CommChange(ok, self.clock(), why, "outputs"))
 
     def _publish_state(self) -> None:
         state, detail = self.panel.status(self.clock())
@@ -247,7 +291,7 @@ class BellService:
             if self._state is None or self._state[0] != state:
                 self._since = now_ms()
             self._state = (state, detail)
-            self.outbox.state("bell", state, self._since, detail)
+            self.reporter.put_state(state, self._since, detail)
         self._facts = self._make_facts(state, detail)
 
     def _make_facts(self, state: str, detail: dict[str, Any]) -> dict[str, Any]:
@@ -264,8 +308,14 @@ class BellService:
             "activations": m.activations,
             "last_activation": self.last_activation,
             "bounces": m.debounce.rejected,
-            "events": self.events,
-            "emit_failed": self.emit_failed,
+            "flapping": self.panel.flaps(),
+            "devices": {"input": self.input_dev.facts(), "outputs": self.output_dev.facts()},
+            "report": self.reporter.facts(),
             "alive": self.crashed is None,
-            **({"preset": self.preset.facts()} if self.preset is not None else {}),
+            **self._preset_facts(),
         }
+
+    def _preset_facts(self) -> dict[str, Any]:
+        if self.preset is not None:
+            return {"preset": self.preset.facts()}
+        return {"preset": {"error": self.preset_error}} if self.preset_error else {}

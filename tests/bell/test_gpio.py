@@ -1,4 +1,4 @@
-"""The gpiod adapter on a machine without GPIO: importable, and a clear error when opened."""
+"""The gpiod adapter on a machine without GPIO: importable, and a clear fault when opened."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.bell import BellError, BellService
+from agent.bell import BellService
 from agent.bell.inputs import BellInputError, Waker, make_backend
 from agent.config import BellConfig, DeviceConfig
-from agent.events import EventStamper, Topics
+from agent.events import BellEvent, EventStamper, Topics, decode_event
 from agent.outbox import Outbox
 from agent.spool import Spool
 
@@ -27,10 +27,20 @@ def test_the_adapter_imports_and_says_what_is_missing() -> None:
         backend.open()
 
 
-def test_the_service_refuses_to_start_with_that_paragraph(tmp_path: Path) -> None:
+def test_the_service_starts_and_reports_that_paragraph(tmp_path: Path) -> None:
     device = DeviceConfig(id="p", site="s", pole="1", latitude=0, longitude=0)
     spool = Spool(tmp_path / "spool.db")
     outbox = Outbox(spool, Topics("pole", "s", "p"), EventStamper("p"))
-    with pytest.raises(BellError, match=r"pole-agent\[gpio\]"):
-        BellService(CFG, device, outbox).start()
-    spool.close()
+    svc = BellService(CFG.model_copy(update={"outputs": CFG.outputs}), device, outbox)
+    svc.start()  # a missing package is reported to the centre and retried, not an exit
+    try:
+        svc.stop(5)
+        rows = [r for r in spool.next_batch(100) if r.topic.endswith("event/bell")]
+        events = [decode_event(r.payload) for r in rows]
+        assert isinstance(events[0], BellEvent)
+        assert (events[0].ev, events[0].inp) == ("comm_fault", "gpiod")
+        assert events[0].why is not None
+        assert events[0].why.startswith("open_failed: bell.backend gpiod")
+        assert "pole-agent[gpio]" in events[0].why
+    finally:
+        spool.close()

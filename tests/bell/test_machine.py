@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from agent.bell.machine import BellMachine, BellSignal, Debouncer
 from agent.config import BellConfig
+from tests.bell.conftest import lazy_and_eager, timed
 
 Trace = list[tuple[bool, float]]
 Expected = list[tuple[Any, ...]]  # (kind, t) or (kind, t, held_ms) or (kind, t, held_ms, why)
@@ -318,23 +319,10 @@ def test_late_ticks_give_the_same_signals_as_punctual_ones(
     steps: list[tuple[bool, float]], mode: str
 ) -> None:
     """Ticking often or never between samples must not change what is reported."""
-    trace, t = [], 0.0
-    for level, gap in steps:
-        t += gap
-        trace.append((level, t))
-    end = t + 200
-    lazy = run(machine(mode=mode, stuck_s=30, flap_changes=8), trace, end)
-    eager_m = machine(mode=mode, stuck_s=30, flap_changes=8)
-    eager: list[BellSignal] = []
-    prev = 0.0
-    for level, when in trace:
-        k = prev
-        while k + 0.003 < when:
-            k += 0.003
-            eager += eager_m.tick(k)
-        eager += eager_m.feed(level, when)
-        prev = when
-    eager += eager_m.tick(end)
+    trace = timed(steps)
+    lazy, eager = lazy_and_eager(
+        lambda: machine(mode=mode, stuck_s=30, flap_changes=8), trace, trace[-1][1] + 200, 0.003
+    )
     assert [(s.kind, round(s.t, 6), s.held_ms) for s in eager] == [
         (s.kind, round(s.t, 6), s.held_ms) for s in lazy
     ]

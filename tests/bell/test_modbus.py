@@ -27,13 +27,6 @@ from agent.config import BellConfig
 from tests.bell.modbus_module import SimModule
 
 
-@pytest.fixture
-def module() -> Iterator[SimModule]:
-    m = SimModule(unit=1)
-    yield m
-    m.close()
-
-
 def config(module: SimModule, **over: Any) -> BellConfig:
     modbus = {
         "port": module.path,

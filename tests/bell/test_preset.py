@@ -133,7 +133,7 @@ def test_activation_asks_for_the_preset_and_says_so(camera: Camera, tmp_path: Pa
     bell = BellService(cfg, device, Outbox(spool, topics, EventStamper("pole-1")))
     bell.start()
     try:
-        assert [t.name for t in bell.threads()] == ["bell", "bell-preset"]
+        assert [t.name for t in bell.threads()] == ["bell", "bell-report", "bell-preset"]
         bell.simulate_press(0.05)
         camera.wait(1)
     finally:

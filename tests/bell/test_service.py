@@ -6,36 +6,20 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.bell import BellError, BellService
+from agent.bell import BellService
 from agent.bell.hw.simulator import SimulatorOutputs
-from agent.config import BellConfig, DeviceConfig
-from agent.events import BellEvent, EventStamper, Priority, Topics, decode_event
+from agent.config import BellConfig
+from agent.events import BellEvent, Priority, decode_event
 from agent.outbox import Outbox
 from agent.spool import Spool, SpoolRow
+from tests.bell.conftest import DEVICE, TOPICS
 from tests.bell.modbus_module import SimModule
-
-DEVICE = DeviceConfig(
-    id="pole-0042", site="gangnam", pole="GN-042", latitude=37.4979, longitude=127.0276
-)
-TOPICS = Topics("pole", "gangnam", "pole-0042")
-
-
-@pytest.fixture
-def spool(tmp_path: Path) -> Iterator[Spool]:
-    s = Spool(tmp_path / "spool.db")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def outbox(spool: Spool) -> Outbox:
-    return Outbox(spool, TOPICS, EventStamper(DEVICE.id))
 
 
 def bell_cfg(tmp_path: Path, **over: Any) -> BellConfig:
@@ -47,21 +31,6 @@ def bell_cfg(tmp_path: Path, **over: Any) -> BellConfig:
         "outputs": {"duration_s": 0.3},
     }
     return BellConfig(**{**base, **over})
-
-
-@pytest.fixture
-def make_service(outbox: Outbox) -> Iterator[Callable[..., BellService]]:
-    made: list[BellService] = []
-
-    def make(cfg: BellConfig, **kw: Any) -> BellService:
-        svc = BellService(cfg, DEVICE, outbox, **kw)
-        svc.start()
-        made.append(svc)
-        return svc
-
-    yield make
-    for svc in made:
-        svc.stop(5)
 
 
 def bell_events(spool: Spool) -> list[BellEvent]:
@@ -145,6 +114,7 @@ def test_retained_state_follows_the_bell(
     tmp_path: Path, spool: Spool, make_service: Callable[..., BellService]
 ) -> None:
     svc = make_service(bell_cfg(tmp_path))
+    wait_for(lambda: len(state_rows(spool)) > 0)
     first = state_rows(spool)
     assert len(first) == 1
     assert first[0].retain
@@ -235,12 +205,6 @@ def test_stop_closes_the_input_and_progress_moves(
     svc.stop(5)
     assert not svc.threads()[0].is_alive()
     assert not (tmp_path / "bell.sock").exists()
-
-
-def test_an_input_that_cannot_open_is_a_bell_error(tmp_path: Path, outbox: Outbox) -> None:
-    cfg = BellConfig(backend="modbus", modbus={"port": str(tmp_path / "ttyNOPE")})
-    with pytest.raises(BellError, match="cannot open"):
-        BellService(cfg, DEVICE, outbox).start()
 
 
 def test_modbus_press_and_dead_module_through_the_thread(
