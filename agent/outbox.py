@@ -43,7 +43,7 @@ class Outbox:
             self.spool.put(topic, body, pri, retain=retain)
         except (SpoolError, sqlite3.Error, OSError) as exc:
             self.failed += 1
-            if self._log.ready(what.split(" ")[0]):
+            if self._log.ready(what.split(" ", maxsplit=1)[0]):
                 log.error("could not spool %s (%d failed so far): %s", what, self.failed, exc)
             return False
         return True

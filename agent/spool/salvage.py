@@ -74,8 +74,11 @@ def _ranges(db: sqlite3.Connection, sql: str, lo: int, hi: int, w: _Walk) -> Ite
     while stack:
         a, b = stack.pop()
         last = a - 1
+        # Python's cursor steps to the next row before it hands out this one, so a row just
+        # before a bad page is lost with the step; LIMIT 1 keeps a single-id probe from
+        # stepping at all.
         try:
-            for row in db.execute(sql, (a, b)):
+            for row in db.execute(sql + (" LIMIT 1" if a == b else ""), (a, b)):
                 last = row[0]
                 yield row
             continue
@@ -91,16 +94,6 @@ def _ranges(db: sqlite3.Connection, sql: str, lo: int, hi: int, w: _Walk) -> Ite
         else:
             mid = (a + b) // 2
             stack += [(mid + 1, b), (a, mid)]  # the lower half first: ids stay in order
-
-
-def _bounds(src: sqlite3.Connection, w: _Walk) -> tuple[int, int]:
-    with contextlib.suppress(sqlite3.DatabaseError):
-        lo, hi = src.execute("SELECT MIN(id), MAX(id) FROM outbox NOT INDEXED").fetchone()
-        if lo is not None:
-            return int(lo), int(hi)
-    if w.seen:
-        return min(w.seen), max(w.seen)
-    return 1, TOP_ID
 
 
 def _valid(r: tuple[Any, ...]) -> bool:
@@ -123,12 +116,11 @@ def _copy(src: sqlite3.Connection, dst: sqlite3.Connection) -> tuple[set[int], _
         for rid, pri in _ranges(src, sql, 1, TOP_ID, index):
             index.seen[rid] = pri
     table = _Walk()
-    lo, hi = _bounds(src, index)
     kept: set[int] = set()
     for which in ("pri = 0", "pri <> 0"):  # alarms first, each part committed on its own
         sql = f"SELECT {_COLS} FROM outbox NOT INDEXED WHERE id BETWEEN ? AND ? AND {which} ORDER BY id"  # noqa: S608, E501
         dst.execute("BEGIN IMMEDIATE")
-        for r in _ranges(src, sql, lo, hi, table):
+        for r in _ranges(src, sql, 1, TOP_ID, table):
             if _valid(r) and r[0] not in kept:
                 dst.execute(f"INSERT INTO outbox ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)", r)  # noqa: S608
                 kept.add(r[0])
