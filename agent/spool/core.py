@@ -29,17 +29,8 @@ from agent.events import Priority
 from agent.logs import Throttle
 from agent.spool.disk import Disk
 from agent.spool.memory import MemoryQueue
-from agent.spool.rows import (
-    DamagedError,
-    Now,
-    Row,
-    SpoolRow,
-    connect,
-    fault_kind,
-    kernel_boot_id,
-    prepare,
-)
-from agent.spool.salvage import SalvageReport, check, salvage
+from agent.spool.rows import DamagedError, Now, Row, SpoolRow, fault_kind, kernel_boot_id, prepare
+from agent.spool.salvage import SalvageReport, open_checked
 
 __all__ = ["Spool"]
 
@@ -111,16 +102,9 @@ class Spool:
         """
         self._close_disk()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            db = self._connect_checked()
-        except (sqlite3.DatabaseError, DamagedError) as exc:
-            if fault_kind(exc) != "damaged":
-                raise
-            report = salvage(
-                self.path, str(exc), timeout_s=self.busy_timeout_s, wall_s=self._wall()
-            )
+        db, report = open_checked(self.path, self.busy_timeout_s, self._wall())
+        if report is not None:
             self.salvage_report = self._unreported = report
-            db = self._connect_checked()
         try:
             prepare(db)
         except sqlite3.Error:
@@ -129,19 +113,6 @@ class Spool:
         self._attach(db)
         assert self._disk is not None
         self._disk.probe()
-
-    @staticmethod
-    def _is_damage(exc: BaseException) -> bool:
-        return isinstance(exc, DamagedError) or fault_kind(exc) == "damaged"
-
-    def _connect_checked(self) -> sqlite3.Connection:
-        db = connect(self.path, self.busy_timeout_s)
-        try:
-            check(db)
-        except BaseException:
-            db.close()
-            raise
-        return db
 
     def _attach(self, db: sqlite3.Connection) -> None:
         try:

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.events import Priority
-from agent.spool.rows import DamagedError, connect, prepare
+from agent.spool.rows import DamagedError, connect, fault_kind, prepare
 
-__all__ = ["SalvageReport", "check", "salvage"]
+__all__ = ["SalvageReport", "check", "open_checked", "salvage"]
 
 log = logging.getLogger("agent.spool")
 
@@ -201,3 +201,29 @@ def salvage(
         aside,
     )
     return report
+
+
+def _connect_checked(path: Path, timeout_s: float) -> sqlite3.Connection:
+    db = connect(path, timeout_s)
+    try:
+        check(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def open_checked(
+    path: Path, timeout_s: float, wall_s: float
+) -> tuple[sqlite3.Connection, SalvageReport | None]:
+    """A connection to a file that passed ``quick_check``, salvaging a damaged one first.
+
+    Raises sqlite3/OS errors other than damage (locked, read-only, I/O).
+    """
+    try:
+        return _connect_checked(path, timeout_s), None
+    except (sqlite3.DatabaseError, DamagedError) as exc:
+        if fault_kind(exc) != "damaged":
+            raise
+        report = salvage(path, str(exc), timeout_s=timeout_s, wall_s=wall_s)
+    return _connect_checked(path, timeout_s), report
