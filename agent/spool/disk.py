@@ -26,6 +26,7 @@ log = logging.getLogger("agent.spool")
 BALLAST_BYTES = 4 * 1024 * 1024
 CHUNK = 500  # ids per statement: SQLite limits the number of bound variables
 T = TypeVar("T")
+_PRIORITIES = frozenset(int(p) for p in Priority)
 
 
 class Disk:
@@ -208,7 +209,12 @@ class Disk:
             f" WHERE id NOT IN ({skip}) AND {LIVE} ORDER BY pri, id LIMIT :limit",
             {**now.params(), "limit": limit},
         ).fetchall()
-        return [SpoolRow(r[0], Priority(r[1]), r[2], bytes(r[3]), bool(r[4])) for r in rows]
+        # A row SQLite could not tell was garbage must not stop the link: it is skipped.
+        return [
+            SpoolRow(r[0], Priority(r[1]), r[2], bytes(r[3]), bool(r[4]))
+            for r in rows
+            if r[1] in _PRIORITIES and isinstance(r[2], str) and isinstance(r[3], bytes)
+        ]
 
     def recount(self) -> None:
         """Counts from the file (after a rollback, the drops counted during it did not happen)."""
