@@ -270,7 +270,8 @@ class Spool:
             ids = self._mem.ack([self._moved.pop(i, i) for i in rowids])
             if not ids and not self._acked:
                 return
-            self._maybe_recover()
+            # No retry here: a reopen (quick_check, perhaps a salvage) must not run on the
+            # link's loop, which the watchdog trusts; put, purge and recover() retry.
             self._delete(ids)
 
     def _delete(self, ids: list[int]) -> None:
