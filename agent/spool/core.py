@@ -8,9 +8,9 @@ Degraded mode: when the disk refuses a write (read-only file system, I/O error, 
 with nothing left to evict, a file damaged while running), the spool stops writing.  ALARM
 rows go to a bounded memory queue that ``next_batch`` still hands out after the alarms on
 disk; acks of memory rows drop them, acks of file rows are remembered and applied later;
-lower priorities are refused and counted.  Every ``retry_s`` (monotonic) the next call
-reopens the file (salvaging it if damaged), proves it takes a durable write, moves the
-memory rows to disk in order and leaves degraded mode.
+lower priorities are refused and counted.  Every ``retry_s`` (monotonic) the next ``put``,
+``purge_expired`` or ``recover`` reopens the file (salvaging it if damaged), proves it
+takes a durable write, moves the memory rows to disk in order and leaves degraded mode.
 """
 
 from __future__ import annotations
