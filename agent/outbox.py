@@ -9,7 +9,12 @@ the vision process, the sink is the socket to the agent, whose Outbox spools for
 from __future__ import annotations
 
 import logging
+<<<<<<< HEAD
 from typing import Any, Protocol
+=======
+import sqlite3
+from typing import Any
+>>>>>>> spoolhard
 
 from agent.events import (
     Event,
@@ -20,6 +25,7 @@ from agent.events import (
     encode,
     now_ms,
 )
+from agent.logs import Throttle
 from agent.spool import Spool, SpoolError
 
 __all__ = ["EventSink", "Outbox"]
@@ -58,16 +64,25 @@ class Outbox:
         self.topics = topics
         self.stamper = stamper
         self.failed = 0
+        self._log = Throttle(60.0)  # a degraded spool refuses every object event: log rarely
 
-    def emit(self, event: Event) -> bool:
-        """Spool an event; True once it is durable. Never raises: a full disk is logged."""
+    def _put(self, what: str, topic: str, body: bytes, pri: Priority, retain: bool = False) -> bool:
+        # The spool raises only SpoolError; the rest is here so that a bug there cannot end
+        # the bell thread through this door, which promises never to raise.
         try:
-            self.spool.put(self.topics.event(event.k), encode(event), event.pri)
-        except SpoolError as exc:
+            self.spool.put(topic, body, pri, retain=retain)
+        except (SpoolError, sqlite3.Error, OSError) as exc:
             self.failed += 1
-            log.error("could not spool %s event %s: %s", event.k, event.id, exc)
+            if self._log.ready(what.split(" ", maxsplit=1)[0]):
+                log.error("could not spool %s (%d failed so far): %s", what, self.failed, exc)
             return False
         return True
+
+    def emit(self, event: Event) -> bool:
+        """Spool an event; True once it is stored (durable, or an alarm held in memory while
+        the disk refuses writes). Never raises: a refusal is counted and logged."""
+        what = f"{event.k} event {event.id}"
+        return self._put(what, self.topics.event(event.k), encode(event), event.pri)
 
     def state(
         self, name: str, state: str, since: int, detail: dict[str, Any] | None = None
@@ -76,16 +91,8 @@ class Outbox:
         msg = StateMessage(
             dev=self.stamper.device_id, ts=now_ms(), state=state, since=since, detail=detail
         )
-        try:
-            self.spool.put(self.topics.state(name), encode(msg), Priority.ALARM, retain=True)
-        except SpoolError as exc:
-            self.failed += 1
-            log.error("could not spool state/%s: %s", name, exc)
+        self._put(f"state/{name}", self.topics.state(name), encode(msg), Priority.ALARM, True)
 
     def snapshot(self, event_id: str, jpeg: bytes) -> None:
         """Spool a JPEG on ``snapshot/<event_id>`` (droppable under pressure)."""
-        try:
-            self.spool.put(self.topics.snapshot(event_id), jpeg, Priority.MEDIA)
-        except SpoolError as exc:
-            self.failed += 1
-            log.error("could not spool snapshot %s: %s", event_id, exc)
+        self._put(f"snapshot {event_id}", self.topics.snapshot(event_id), jpeg, Priority.MEDIA)

@@ -99,3 +99,23 @@ def test_a_spool_that_refuses_is_logged_counted_and_never_raises(
     assert "locked" in caplog.text
     assert outbox.emit(event) is True  # and works again once the lock is gone
     assert json.loads(spool.next_batch(1)[0].payload)["id"] == event.id
+
+
+def test_repeated_refusals_are_counted_each_and_logged_once_per_kind(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    outbox, _spool = make(tmp_path, busy_timeout_s=0.02)
+    holder = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with caplog.at_level(logging.ERROR, logger="agent.outbox"):
+            for i in range(5):
+                event = outbox.stamper.object(
+                    ev="update", cam="c", tid=i, cls="car", sc=0.5, box=(0, 0, 1, 1)
+                )
+                assert outbox.emit(event) is False
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert outbox.failed == 5
+    assert len(caplog.records) == 1  # a refusing spool must not flood the journal

@@ -16,28 +16,10 @@ import pytest
 
 from agent.events import Priority
 from agent.spool import Spool, SpoolError
+from tests.spool.common import fill, on_disk, pending
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 P = Priority
-
-
-def fill(spool: Spool, *pris: Priority, size: int = 10) -> list[int]:
-    """Put one row per priority given, payload ``size`` bytes naming its order."""
-    ids = []
-    for i, pri in enumerate(pris):
-        body = f"{pri.name}-{i}".encode().ljust(size, b".")
-        ids.append(spool.put(f"t/{pri.name.lower()}", body, pri))
-    return ids
-
-
-def pending(spool: Spool) -> list[tuple[Priority, bytes]]:
-    return [(r.priority, r.payload.rstrip(b".")) for r in spool.next_batch(10_000)]
-
-
-def on_disk(path: Path) -> list[int]:
-    """Row ids read with a separate connection, as another process would see them."""
-    with sqlite3.connect(path) as db:
-        return [r[0] for r in db.execute("SELECT id FROM outbox ORDER BY id")]
 
 
 def test_alarms_first_then_fifo_within_each_priority(tmp_path: Path) -> None:
@@ -163,25 +145,6 @@ def test_telemetry_expires_alarms_never(tmp_path: Path) -> None:
     assert [p for _, p in pending(fresh)] == [b"TELEMETRY-0"]
 
 
-def test_a_garbage_file_is_moved_aside_and_a_fresh_spool_works(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    path = tmp_path / "s.db"
-    garbage = b"this is not an SQLite file\n" * 200
-    path.write_bytes(garbage)
-    with caplog.at_level(logging.ERROR, logger="agent.spool"):
-        spool = Spool(path)
-    (aside,) = tmp_path.glob("s.db.corrupt-*")
-    assert aside.read_bytes() == garbage
-    assert str(path) in caplog.text
-    assert "unreadable" in caplog.text
-    assert aside.name in caplog.text
-    rid = spool.put("t", b"x", P.ALARM)
-    assert [r.id for r in spool.next_batch(5)] == [rid]
-    spool.close()
-    assert on_disk(path) == [rid]
-
-
 def test_a_locked_spool_is_an_error_not_moved_aside(tmp_path: Path) -> None:
     # A spool another process holds (a second agent, an inspection tool) is not corrupt:
     # moving it aside would strand every alarm waiting in it.
@@ -265,22 +228,6 @@ def test_sigkill_mid_burst_loses_no_row_that_put_acknowledged(tmp_path: Path) ->
     spool.close()
 
 
-def test_a_database_with_damaged_pages_is_moved_aside(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    spool = Spool(path)
-    fill(spool, *[P.OBJECT] * 400, size=200)
-    spool.close()
-    data = bytearray(path.read_bytes())
-    assert len(data) > 8 * 4096
-    data[2 * 4096 : 6 * 4096] = b"\xa5" * (4 * 4096)  # valid header, garbage in the b-tree
-    path.write_bytes(bytes(data))
-    fresh = Spool(path)
-    assert len(list(tmp_path.glob("s.db.corrupt-*"))) == 1
-    assert len(fresh) == 0
-    fresh.put("t", b"x", P.ALARM)
-    assert len(fresh) == 1
-
-
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A real 12 MB file system (tmpfs), so that the disk really fills; needs root."""
@@ -323,31 +270,47 @@ def test_a_full_disk_drops_objects_keeps_every_alarm_and_logs_rarely(
     again.close()
 
 
-def put_alarms_until_refused(spool: Spool, ids: list[int]) -> None:
-    for i in range(200_000):
-        ids.append(spool.put("t", b"%d" % i + b"." * 200, P.ALARM))  # noqa: PERF401 - keep each id as it returns
-
-
-def test_a_disk_filled_by_someone_else_gives_spool_error_and_keeps_what_was_put(
+def test_a_disk_filled_by_someone_else_holds_alarms_in_memory_until_there_is_room(
     small_fs: Path,
 ) -> None:
-    spool = Spool(small_fs / "s.db")
+    clock = [0.0]
+    spool = Spool(small_fs / "s.db", mem_rows=50, mono=lambda: clock[0])
     filler = small_fs / "other.log"  # another program's log takes every free block
     with filler.open("ab") as f, contextlib.suppress(OSError):
         while True:
             f.write(b"x" * 65536)
             f.flush()
-    alarms: list[int] = []
-    # The ballast is released and alarms go on; once it is used up: SpoolError, not a
-    # raw sqlite3 error that would kill the bell thread.
+    # The ballast is released and alarms go on disk; once it is used up, alarms wait in
+    # memory (negative ids), and anything less is refused with SpoolError, never a raw
+    # sqlite3 error that would kill the bell thread.
+    ids: list[int] = []
+    while not ids or ids[-1] > 0:
+        ids.append(spool.put("t", b"%d" % len(ids) + b"." * 200, P.ALARM))
+    assert len(ids) > 100  # the WAL takes most of the ballast (whole pages per commit)
+    facts = spool.facts()
+    assert (facts["state"], facts["disk_full"], facts["mem"]) == ("full", True, 1)
+    assert "full" in facts["error"]
     with pytest.raises(SpoolError, match="full") as info:
-        put_alarms_until_refused(spool, alarms)
+        spool.put("t", b"object", P.OBJECT)
     assert str(small_fs / "s.db") in str(info.value)
-    assert len(alarms) > 100  # the WAL takes most of the ballast (whole pages per commit)
-    assert spool.stats()["disk_full"] is True
+    held = [spool.put("t", b"%d" % i, P.ALARM) for i in range(len(ids), len(ids) + 49)]
+    with pytest.raises(SpoolError, match="memory queue is full"):
+        spool.put("t", b"one too many", P.ALARM)
+    assert spool.facts()["overflow"] == 1
+    assert spool.facts()["refused"] == {"object": 1}
+    waiting = [r.id for r in spool.next_batch(100_000)]
+    assert waiting == [*ids, *held]  # the disk's alarms, then memory's, in order
     filler.unlink()
+    assert spool.recover() is False  # not before the retry timer says so
+    clock[0] += 5.0
+    assert spool.recover() is True
+    assert spool.facts()["state"] == "ok"
+    assert spool.facts()["mem"] == 0
+    rows = spool.next_batch(100_000)
+    assert [r.payload.split(b".")[0] for r in rows] == [b"%d" % i for i in range(len(rows))]
+    assert all(r.id > 0 for r in rows)
     spool.close()
     again = Spool(small_fs / "s.db")
-    assert set(alarms) <= {r.id for r in again.next_batch(1_000_000)}
-    again.put("t", b"after", P.ALARM)  # room again: the spool works
+    assert len(again) == len(ids) + 49
+    again.put("t", b"after", P.OBJECT)  # room again: the spool works
     again.close()
