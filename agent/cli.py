@@ -83,11 +83,14 @@ def _cmd_assets_fetch(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from agent.config import load
-    from agent.logs import setup
+    from agent.logs import setup, shutdown
     from agent.runner import Runner
 
     setup(load(args.config).log.level if not args.verbose else "debug")
-    return Runner(args.config).run()
+    try:
+        return Runner(args.config).run()
+    finally:
+        shutdown()  # the last lines (``stopped``) are in the log queue
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from agent.events import (
     RuleEvent,
     StateMessage,
     StatusMessage,
+    SystemEvent,
 )
 
 __all__ = ["MESSAGES", "asyncapi", "json_schemas", "write"]
@@ -41,6 +42,12 @@ MESSAGES: dict[str, tuple[type[BaseModel] | None, str, str, str]] = {
     "object": (ObjectEvent, f"{BASE}/event/object", "send", "Track start, update and end."),
     "rule": (RuleEvent, f"{BASE}/event/rule", "send", "Intrusion, loitering, line, crowding."),
     "camera": (CameraEvent, f"{BASE}/event/camera", "send", "Stream lost, restored, tampered."),
+    "system": (
+        SystemEvent,
+        f"{BASE}/event/system",
+        "send",
+        "Faults of the agent itself: spool degraded or salvaged, link refused, reload failed.",
+    ),
     "heartbeat": (HealthEvent, f"{BASE}/heartbeat", "send", "Periodic health facts."),
     "cmd_result": (
         CommandResultEvent,

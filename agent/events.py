@@ -36,6 +36,7 @@ __all__ = [
     "RuleEvent",
     "StateMessage",
     "StatusMessage",
+    "SystemEvent",
     "Topics",
     "decode_event",
     "encode",
@@ -159,6 +160,18 @@ class CameraEvent(_Event):
     why: str | None = Field(default=None, description="stall, frozen, ended, open_failed, …")
 
 
+class SystemEvent(_Event):
+    k: Literal["system"] = "system"
+    ev: Literal["fault", "cleared", "notice"] = Field(
+        description="A fault began, a fault ended, or something the centre should know."
+    )
+    what: Literal["spool", "link", "reload", "log", "vision", "commands", "clock"] = Field(
+        description="The part of the agent it is about."
+    )
+    why: str = Field(max_length=500, description="What happened, in one line.")
+    data: dict[str, Any] | None = Field(default=None, description="Counts and details.")
+
+
 class HealthEvent(_Event):
     k: Literal["health"] = "health"
     up: int = Field(ge=0, description="Uptime in seconds.")
@@ -185,7 +198,13 @@ class CommandResultEvent(_Event):
 
 
 Event = Annotated[
-    BellEvent | ObjectEvent | RuleEvent | CameraEvent | HealthEvent | CommandResultEvent,
+    BellEvent
+    | ObjectEvent
+    | RuleEvent
+    | CameraEvent
+    | SystemEvent
+    | HealthEvent
+    | CommandResultEvent,
     Field(discriminator="k"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
@@ -194,6 +213,7 @@ EVENT_MODELS: tuple[type[_Wire], ...] = (
     ObjectEvent,
     RuleEvent,
     CameraEvent,
+    SystemEvent,
     HealthEvent,
     CommandResultEvent,
 )
@@ -202,6 +222,9 @@ EVENT_PRIORITY: dict[str, Priority] = {
     "cmd_result": Priority.ALARM,
     "rule": Priority.RULE,
     "camera": Priority.RULE,
+    # Faults of the agent itself are rare and decide whether the centre trusts the pole; at
+    # alarm priority they are also kept in memory while the spool's disk refuses writes.
+    "system": Priority.ALARM,
     "object": Priority.OBJECT,
     "health": Priority.TELEMETRY,
 }
@@ -335,6 +358,9 @@ class EventStamper:
 
     def camera(self, **fields: Any) -> CameraEvent:
         return CameraEvent(**self.envelope("camera", fields.pop("ts", None)), **fields)
+
+    def system(self, **fields: Any) -> SystemEvent:
+        return SystemEvent(**self.envelope("system", fields.pop("ts", None)), **fields)
 
     def health(self, **fields: Any) -> HealthEvent:
         return HealthEvent(**self.envelope("health", fields.pop("ts", None)), **fields)

@@ -147,7 +147,7 @@ def heartbeat(
     spool: FactSource,
     link: FactSource,
     commands: FactSource | None = None,
-    clock: FactSource | None = None,
+    more_sys: dict[str, FactSource] | None = None,
     spool_path: Path,
 ) -> HealthEvent:
     """Build one heartbeat from the stages' facts (each source is cheap and non-blocking)."""
@@ -161,5 +161,5 @@ def heartbeat(
         spool=spool(),
         link=link(),
         cmds=commands() if commands else None,
-        sys={**system_facts(spool_path), **({"clock": clock()} if clock else {})},
+        sys={**system_facts(spool_path), **{k: f() for k, f in (more_sys or {}).items()}},
     )

@@ -9,12 +9,8 @@ the vision process, the sink is the socket to the agent, whose Outbox spools for
 from __future__ import annotations
 
 import logging
-<<<<<<< HEAD
-from typing import Any, Protocol
-=======
 import sqlite3
-from typing import Any
->>>>>>> spoolhard
+from typing import Any, Protocol
 
 from agent.events import (
     Event,
@@ -47,8 +43,8 @@ class EventSink(Protocol):
 
     def state(
         self, name: str, state: str, since: int, detail: dict[str, Any] | None = None
-    ) -> None:
-        """Replace the retained ``state/<name>`` message."""
+    ) -> bool | None:
+        """Replace the retained ``state/<name>`` message (False: not kept)."""
         ...
 
     def snapshot(self, event_id: str, jpeg: bytes) -> None:
@@ -86,12 +82,15 @@ class Outbox:
 
     def state(
         self, name: str, state: str, since: int, detail: dict[str, Any] | None = None
-    ) -> None:
-        """Replace the retained ``state/<name>`` message."""
+    ) -> bool:
+        """Replace the retained ``state/<name>`` message; False when the spool refused it."""
         msg = StateMessage(
             dev=self.stamper.device_id, ts=now_ms(), state=state, since=since, detail=detail
         )
-        self._put(f"state/{name}", self.topics.state(name), encode(msg), Priority.ALARM, True)
+        # The bell's state is an alarm's; a camera's is not (a flapping stream must not
+        # crowd alarms out of a full spool).
+        pri = Priority.ALARM if name == "bell" else Priority.RULE
+        return self._put(f"state/{name}", self.topics.state(name), encode(msg), pri, True)
 
     def snapshot(self, event_id: str, jpeg: bytes) -> None:
         """Spool a JPEG on ``snapshot/<event_id>`` (droppable under pressure)."""

@@ -20,13 +20,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
-from agent import __version__
+from agent import __version__, credentials, logs
 from agent.clock import ClockWatch
-from agent.config import AgentConfig, ConfigError, config_hash, load
+from agent.config import AgentConfig, ConfigError, config_hash, load, secret_files
 from agent.events import EventStamper, Topics
+from agent.faults import FaultWatch
 from agent.health import Notifier, heartbeat
 from agent.mqtt.link import Link, StatusInfo
 from agent.outbox import Outbox
+from agent.reload import IN_PLACE, Plan, plan, secret_digests
 from agent.spool import Spool
 from agent.vision import make_vision
 
@@ -78,6 +80,10 @@ class Runner:
         self.exit_code = EXIT_OK
         self.stages: Stages | None = None
         self._reported_dead: set[str] = set()
+        self.faults = FaultWatch(self._current_outbox, self.spool)
+        # The secret files' digests as applied: a rotation since then is what a reload finds.
+        self.applied_digests = secret_digests(self.cfg)
+        self.cfg_hash = config_hash(self.cfg)
 
     @staticmethod
     def _spool_path(cfg: AgentConfig) -> Path:
@@ -88,30 +94,45 @@ class Runner:
         return Topics(cfg.mqtt.topic_prefix, cfg.device.site, cfg.device.id)
 
     def _build(self, cfg: AgentConfig) -> Stages:
-        topics = self._topics(cfg)
-        outbox = Outbox(self.spool, topics, self.stamper)
-        status = StatusInfo(cfg.device, self.stamper.boot_id, __version__, config_hash(cfg))
-        commands = self._build_commands(cfg, outbox)
-        link = Link(
-            cfg.mqtt,
-            self.spool,
-            topics,
-            status,
-            on_command=getattr(commands, "submit", None),
-        )
-        stages = Stages(link=link, outbox=outbox, commands=commands)
-        if cfg.cameras:
-            stages.vision = self._build_vision(cfg, outbox)
-        if cfg.bell.enabled:
-            from agent.bell.service import BellService
-
-            snap = getattr(stages.vision, "request_snapshot", None)
-            stages.bell = BellService(cfg.bell, cfg.device, outbox, snapshot=snap)
-        if commands is not None:
-            commands.attach(runner=self, bell=stages.bell, vision=stages.vision)  # type: ignore[attr-defined]
+        outbox = Outbox(self.spool, self._topics(cfg), self.stamper)
+        stages = Stages(link=self._build_link(cfg), outbox=outbox)
+        stages.commands = self._build_commands(cfg, outbox)
+        stages.vision = self._build_vision(cfg, outbox)
+        stages.bell = self._build_bell(cfg, outbox)
         return stages
 
+    def _build_link(self, cfg: AgentConfig) -> Link:
+        status = StatusInfo(cfg.device, self.stamper.boot_id, __version__, config_hash(cfg))
+        # Commands go through the runner, so that a reload may replace the command service
+        # without touching the link, and the other way round.
+        return Link(cfg.mqtt, self.spool, self._topics(cfg), status, on_command=self._command)
+
+    def _build_bell(self, cfg: AgentConfig, outbox: Outbox) -> Service | None:
+        if not cfg.bell.enabled:
+            return None
+        from agent.bell.service import BellService
+
+        return BellService(cfg.bell, cfg.device, outbox, snapshot=self._snapshot)
+
+    def _command(self, topic: str, payload: bytes) -> None:
+        submit = getattr(self.stages.commands if self.stages else None, "submit", None)
+        if submit is not None:
+            submit(topic, payload)
+
+    def _snapshot(self, event_id: str) -> bool:
+        request = getattr(self.stages.vision if self.stages else None, "request_snapshot", None)
+        return bool(request(event_id)) if request is not None else False
+
+    def _current_outbox(self) -> Outbox | None:
+        return self.stages.outbox if self.stages is not None else None
+
+    def _attach(self, stages: Stages) -> None:
+        if stages.commands is not None:
+            stages.commands.attach(runner=self, bell=stages.bell, vision=stages.vision)  # type: ignore[attr-defined]
+
     def _build_vision(self, cfg: AgentConfig, outbox: Outbox) -> Service | None:
+        if not cfg.cameras:
+            return None
         try:
             return make_vision(cfg.cameras, cfg.detection, outbox)
         except Exception as exc:  # noqa: BLE001 - a broken model must not take the bell down
@@ -128,13 +149,13 @@ class Runner:
     def _start(self, stages: Stages) -> None:
         # The link first so that the bell's first event finds it; the bell before the
         # cameras, which may take seconds to open.
+        self._attach(stages)
         stages.link.start()
         log.info("link: started towards %s:%d", self.cfg.mqtt.host, self.cfg.mqtt.port)
         if stages.commands is not None:
             stages.commands.start()
         if stages.bell is not None:
-            stages.bell.start()
-            log.info("bell: %s input open", self.cfg.bell.backend)
+            stages.bell.start()  # never raises for hardware: it reports and retries
         if stages.vision is not None:
             stages.vision.start()
             log.info("vision: %d camera(s) started", len(self.cfg.cameras))
@@ -166,7 +187,7 @@ class Runner:
             __version__,
             self.cfg.device.id,
             self.stamper.boot_id,
-            config_hash(self.cfg),
+            self.cfg_hash,
         )
         try:
             self._supervise()
@@ -203,6 +224,8 @@ class Runner:
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()
+            self.spool.recover()  # a degraded spool retries its disk here, not on the bell
+            self.faults.check(self.stages.link.facts())
 
     def _critical(self, stages: Stages) -> list[tuple[str, Service | Link]]:
         out: list[tuple[str, Service | Link]] = [("link", stages.link)]
@@ -242,14 +265,14 @@ class Runner:
             self.stamper.health,
             started=self.started,
             version=__version__,
-            config_hash=config_hash(self.cfg),
+            config_hash=self.cfg_hash,
             cams=stages.vision.facts if stages.vision is not None else None,
             detector=getattr(stages.vision, "detector_facts", None),
             bell=stages.bell.facts if stages.bell is not None else None,
             spool=self.spool.stats,
             link=stages.link.facts,
             commands=stages.commands.facts if stages.commands is not None else None,
-            clock=self.clock.facts,
+            more_sys={"clock": self.clock.facts, "log": logs.stats},
             spool_path=self._spool_path(self.cfg),
         )
         stages.outbox.emit(event)
@@ -268,30 +291,114 @@ class Runner:
 
     # ------------------------------------------------------------------ reload
     def reload(self) -> tuple[bool, str]:
-        """Re-read the config; a bad file is refused and the running config stays."""
+        """Re-read the config and rebuild only what changed; the running stages stay on error.
+
+        A bad file, or one that validates but cannot be built (a missing password file, a
+        GPIO line in use), is refused and said; the bell is rebuilt only when its own section
+        changed, and then keeps a running alarm (outputs, lockout) across the swap.
+        """
         self.notifier.reloading()
         try:
             new = load(self.config_path)
         except ConfigError as exc:
             log.error("reload refused, keeping the running config: %s", exc.report())
-            self.notifier.notify("READY=1", f"STATUS=reload refused; {self._status_line()}")
-            return False, exc.report()
-        if config_hash(new) == config_hash(self.cfg):
-            self.notifier.notify("READY=1", f"STATUS={self._status_line()}")
-            return True, "unchanged"
-        if new.spool != self.cfg.spool or new.device.id != self.cfg.device.id:
-            msg = "spool or device id changed: restart the service to apply"
-            log.error("reload refused: %s", msg)
-            self.notifier.notify("READY=1", f"STATUS=reload refused; {self._status_line()}")
-            return False, msg
-        assert self.stages is not None
-        log.info("reload: applying config %s", config_hash(new))
-        self._stop_stages(self.stages, timeout=3.0)
+            return self._reloaded(False, exc.report(), "the config file is invalid")
+        todo = plan(self.cfg, new, self.applied_digests)
+        if todo.restart_needed:
+            log.error("reload refused: %s", todo.restart_needed)
+            return self._reloaded(False, todo.restart_needed, todo.restart_needed)
+        if todo.nothing:
+            return self._reloaded(True, "unchanged", None)
+        log.info(
+            "reload: applying config %s (changed: %s; rebuilding: %s)",
+            config_hash(new),
+            ", ".join(sorted(todo.changed)),
+            ", ".join(sorted(todo.rebuild)) or "nothing",
+        )
+        try:
+            built = self._build_some(new, todo)
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the running stages stay
+            why = f"the new config cannot be built, the running stages stay: {exc}"
+            log.error("reload refused: %s", why)
+            return self._reloaded(False, why, why)
+        self._swap(built, todo)
         self.cfg = new
-        self.stages = self._build(new)
-        self._start(self.stages)
-        self.notifier.notify("READY=1", f"STATUS={self._status_line()}")
-        return True, f"applied config {config_hash(new)}"
+        self.applied_digests = secret_digests(new)
+        self.cfg_hash = config_hash(new)
+        if "log" in todo.changed:
+            logging.getLogger().setLevel(new.log.level.upper())
+        rebuilt = ", ".join(sorted(todo.rebuild)) or "nothing"
+        in_place = ", ".join(sorted(todo.changed & IN_PLACE))
+        self.faults.say(
+            "notice",
+            "reload",
+            f"applied config {self.cfg_hash}; rebuilt {rebuilt}"
+            + (f"; applied in place: {in_place}" if in_place else ""),
+            {"changed": sorted(todo.changed), "rebuilt": sorted(todo.rebuild)},
+        )
+        return self._reloaded(True, f"applied config {self.cfg_hash}", None)
+
+    def _reloaded(self, ok: bool, answer: str, fault: str | None) -> tuple[bool, str]:
+        if fault is not None and self.stages is not None:
+            self.faults.say("fault", "reload", fault[:500])
+        prefix = "" if ok else "reload refused; "
+        self.notifier.notify("READY=1", f"STATUS={prefix}{self._status_line()}")
+        return ok, answer
+
+    def _build_some(self, cfg: AgentConfig, todo: Plan) -> Stages:
+        """New objects for the stages to rebuild (nothing started, nothing stopped yet)."""
+        assert self.stages is not None
+        # Every secret a rebuilt stage will read must be readable now, or nothing is swapped.
+        for key, name in secret_files(cfg).items():
+            if key.split(".", 1)[0] in todo.changed:
+                credentials.read_bytes(name, key)
+        old = self.stages
+        outbox = old.outbox
+        if self._topics(cfg) != self._topics(self.cfg):
+            outbox = Outbox(self.spool, self._topics(cfg), self.stamper)
+        new = Stages(link=old.link, outbox=outbox, bell=old.bell, vision=old.vision)
+        new.commands = old.commands
+        if "link" in todo.rebuild:
+            new.link = self._build_link(cfg)
+        if "commands" in todo.rebuild:
+            new.commands = self._build_commands(cfg, outbox)
+        if "vision" in todo.rebuild:
+            new.vision = self._build_vision(cfg, outbox)
+        if "bell" in todo.rebuild:
+            new.bell = self._build_bell(cfg, outbox)
+        return new
+
+    def _swap(self, new: Stages, todo: Plan) -> None:
+        """Stop each replaced stage and start its successor; the bell last, handing over."""
+        old = self.stages
+        assert old is not None
+        self.stages = new
+        self._attach(new)
+        for name in ("commands", "link", "vision"):
+            if name in todo.rebuild:
+                self._replace(name, getattr(old, name), getattr(new, name))
+        if "bell" in todo.rebuild:
+            self._replace_bell(old.bell, new.bell)
+
+    def _replace(self, name: str, before: Any, after: Any) -> None:
+        if before is not None:
+            try:
+                before.stop(3.0)
+            except Exception:
+                log.exception("reload: the old %s did not stop cleanly", name)
+        if after is not None:
+            after.start()
+
+    def _replace_bell(self, before: Service | None, after: Service | None) -> None:
+        from agent.bell.service import BellService
+
+        handed = before.handover(3.0) if isinstance(before, BellService) else None
+        if handed is not None and isinstance(after, BellService):
+            after.adopt(handed)
+        elif before is not None and handed is None:
+            before.stop(3.0)
+        if after is not None:
+            after.start()
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():

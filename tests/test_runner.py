@@ -168,7 +168,9 @@ def test_sighup_refuses_a_bad_config_and_applies_a_good_one(
     try:
         _status(centre, "online", "birth")
         good = site.read_text()
-        site.write_text(good + "mqtt: {port: 70000}\n")
+        bad = yaml.safe_load(good)
+        bad["mqtt"]["port"] = 70000
+        site.write_text(yaml.safe_dump(bad, allow_unicode=True))
         agent.signal(signal.SIGHUP)
         agent.wait_for_output("reload refused")
         assert "mqtt.port: must be <= 65535, got 70000" in agent.output()

@@ -21,6 +21,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from agent.bell.inputs import CommChange, InputBackend, Reading, Waker, make_backend
@@ -43,6 +44,16 @@ MAX_WAIT_S = 1.0  # longest sleep of the loop, so last_progress moves while idle
 OUTPUT_RETRY_S = 0.5
 LOC_KINDS = frozenset({"pressed", "activated"})
 PanelAction = Callable[[float], list[BellSignal]]
+
+
+@dataclass(frozen=True)
+class BellHandover:
+    """What a bell rebuilt by a reload must keep: an alarm's outputs, and the lockout."""
+
+    outputs_on: bool
+    outputs_left_s: float | None  # None: on until the centre acknowledges
+    lockout_left_s: float
+    last_activation: int | None
 
 
 class BellService:
@@ -84,6 +95,7 @@ class BellService:
         self.crashed: str | None = None
         self.last_activation: int | None = None
         self._facts: dict[str, Any] = {}
+        self._handing_over = False
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -120,6 +132,34 @@ class BellService:
         if self.preset is not None:
             self.preset.stop(timeout)
         self.waker.close()
+
+    def handover(self, timeout: float) -> BellHandover:
+        """Stop for a reload without switching the outputs off; what the next bell keeps.
+
+        The input and the output driver are closed so that the next service can open them;
+        it switches the outputs on again at its first turn when an alarm is running.
+        """
+        self._handing_over = True
+        self.stop(timeout)
+        t = self.clock()
+        out, machine = self.panel.outputs, self.panel.machine
+        left = None if out.until is None else max(0.0, out.until - t)
+        return BellHandover(
+            outputs_on=out.on,
+            outputs_left_s=left,
+            lockout_left_s=max(0.0, machine.lockout_until - t),
+            last_activation=self.last_activation,
+        )
+
+    def adopt(self, h: BellHandover) -> None:
+        """Take over a previous bell's alarm (before :meth:`start`)."""
+        t = self.clock()
+        out = self.panel.outputs
+        out.on = h.outputs_on and out.cfg.backend != "none"
+        out.until = None if h.outputs_left_s is None or not out.on else t + h.outputs_left_s
+        if h.lockout_left_s > 0:
+            self.panel.machine.lockout_until = t + h.lockout_left_s
+        self.last_activation = h.last_activation
 
     def threads(self) -> list[threading.Thread]:
         """The bell thread, its reporter and the camera preset helper when configured."""
@@ -214,9 +254,10 @@ class BellService:
         self._publish_state()
 
     def _shutdown(self) -> None:
-        signals = self.panel.outputs.stop(self.clock())
-        signals += self._drive()
-        self._report(signals)
+        if not self._handing_over:  # a reload hands a running alarm over instead
+            signals = self.panel.outputs.stop(self.clock())
+            signals += self._drive()
+            self._report(signals)
         self._close_quietly(self.backend)
         self._close_quietly(self.outputs)
 

@@ -127,6 +127,9 @@ class MonitorView:
             return self._paint(text, "1;33")
         if isinstance(e, ev.CameraEvent):
             return self._paint(f"{head} CAMERA {e.cam} {e.ev} {e.why or ''}{late}", "36")
+        if isinstance(e, ev.SystemEvent):
+            colour = "1;31" if e.ev == "fault" else "32" if e.ev == "cleared" else "36"
+            return self._paint(f"{head} SYSTEM {e.what} {e.ev.upper()}: {e.why}{late}", colour)
         if isinstance(e, ev.HealthEvent):
             return (
                 f"{head} heartbeat up {e.up}s, {_spool_words(e.spool)}, link {e.link.get('state')}"

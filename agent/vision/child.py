@@ -257,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
 
     logs.setup(args.log_level)
     code = Child(socket.socket(fileno=args.fd), priority).run()
+    logs.shutdown()  # os._exit below skips the exit hooks that would flush the log queue
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -106,9 +106,13 @@ def test_grey_frame_accepted_bad_frame_refused(detector: Detector) -> None:
 
 
 def test_missing_model_file(tmp_path: Path) -> None:
+    # The config checks the file at load; this is a model removed after that.
     missing = tmp_path / "nope.onnx"
+    missing.write_bytes(b"")
+    cfg = DetectionConfig(model=str(missing))
+    missing.unlink()
     with pytest.raises(ModelError, match="does not exist"):
-        Detector(DetectionConfig(model=str(missing)))
+        Detector(cfg)
 
 
 def test_not_onnx_file(tmp_path: Path) -> None:

@@ -121,7 +121,7 @@ def test_events_land_in_the_parents_spool_in_one_seq_order(run: Run) -> None:
     run.wait("camera ok in the facts", lambda: run.vision.facts()["cam-1"]["state"] == "ok")
     assert run.vision.pid is not None
     assert os.sched_getscheduler(run.vision.pid) == os.SCHED_OTHER
-    nice = os.getpriority(os.PRIO_PROCESS, 0) + 10
+    nice = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)  # the test itself may run niced
     assert os.getpriority(os.PRIO_PROCESS, run.vision.pid) == nice
     assert run.vision.detector_facts()["proc"]["priority"] == f"nice {nice}"
 
