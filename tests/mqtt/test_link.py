@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-import agent.mqtt.link as link_module
+import agent.mqtt.publisher as publisher_module
 from agent.config import DeviceConfig, MqttConfig, TlsConfig
 from agent.dev.broker import BrokerTls, LocalBroker
 from agent.events import (
@@ -421,7 +421,7 @@ def test_wrong_password_is_refused_never_connected_and_keeps_the_rows(tmp_path: 
 def test_a_publish_the_acl_refuses_is_retried_and_the_rest_flows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(link_module, "REFUSED_RETRY_S", 0.3)
+    monkeypatch.setattr(publisher_module, "REFUSED_RETRY_S", 0.3)
     broker = LocalBroker(tmp_path / "b", passwords={"pole-1": "pw", "centre": "c"}, acl=ACL)
     broker.start()
     try:
