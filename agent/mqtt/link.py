@@ -213,7 +213,7 @@ class Link:
         now = time.monotonic()
         if self._attempt is not None:
             return max(0.0, min(0.5, self._attempt.deadline - now))
-        if self._client is None:
+        if self._client is None and not self._connector.busy():
             return max(0.0, min(0.5, self._backoff.next_at - now))
         return 0.5
 
