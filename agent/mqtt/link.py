@@ -50,7 +50,9 @@ CommandHandler = Callable[[str, bytes], None]
 _inject_sent_time = inject_sent_time  # its old home: tests and bench import it from here
 SESSION_EXPIRY_S = 24 * 3600  # the broker keeps queued commands for a day offline
 SESSION_TAKEN_OVER = 0x8E
-SHORT_RUNS = 3  # 3.1.1: this many short connections in a row look like a twin unit
+# Mosquitto 2.0 closes the old connection without DISCONNECT 0x8E (either protocol), so this
+# many connections in a row closed before stable_after_s, with no row to blame, count too.
+SHORT_RUNS = 3
 
 
 @dataclass(frozen=True)
@@ -401,7 +403,7 @@ class Link:
             short = uptime < self.cfg.stable_after_s and not blamed
             self._short_runs = self._short_runs + 1 if short else 0
             taken = reason.value == SESSION_TAKEN_OVER
-            if taken or (not self._v5 and self._short_runs >= SHORT_RUNS):
+            if taken or self._short_runs >= SHORT_RUNS:
                 self._taken_over(detail)
                 return
             self._failed("disconnected", "lost", detail, move=False)
@@ -424,8 +426,7 @@ class Link:
     def _taken_over(self, detail: str) -> None:
         # Another unit connected with our client id (a cloned SD card): we cannot fix that
         # from here, only stop fighting over the session and tell the centre.
-        self.took_over += 1
-        self._short_runs = 0
+        self.took_over += 1  # _short_runs stays up: each further short run is one more
         log.error(
             "MQTT link: session taken over at %s: another unit uses client id %r?",
             *(self.broker, self.cfg.client_id or self.status.device.id),
