@@ -56,6 +56,10 @@ def _host_problem(host: str) -> str | None:
 def parse_broker(text: str, default_port: int) -> Broker:
     """``host``, ``host:port``, ``[v6]`` or ``[v6]:port``; ValueError saying what is wrong."""
     host, port = text, str(default_port)
+    if "://" in text:
+        raise ValueError(_host_problem(text))
+    if not text.startswith("[") and text.count(":") > 1:
+        raise ValueError("write an IPv6 address in brackets, e.g. [fd00::1]:8883")
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
