@@ -30,14 +30,17 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from agent.config.mqtt import Broker
+from agent.config.mqtt import Broker, MqttConfig
 from agent.errors import ConfigError, CredentialError
-from agent.mqtt.client import ClientSetupError
+from agent.mqtt.client import ClientSetupError, client_spec, new_client
 
-__all__ = ["MAX_HELPERS", "Attempt", "Connector", "Outcome"]
+__all__ = ["MAX_HELPERS", "SESSION_EXPIRY_S", "Attempt", "Connector", "Outcome"]
 
 MAX_HELPERS = 3  # attempt threads alive at once (stuck ones included)
+SESSION_EXPIRY_S = 24 * 3600  # the broker keeps queued commands for a day offline
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,9 @@ class Attempt:
 class Connector:
     """Starts attempts; refuses a new one while ``MAX_HELPERS`` threads are still alive."""
 
-    def __init__(self, wake: Callable[[], None]) -> None:
+    def __init__(self, cfg: MqttConfig, client_id: str, wake: Callable[[], None]) -> None:
+        self.cfg = cfg
+        self.client_id = client_id
         self._wake = wake
         self._threads: list[threading.Thread] = []
 
@@ -177,13 +182,32 @@ class Connector:
         self._threads = [t for t in self._threads if t.is_alive()]
         return len(self._threads) >= MAX_HELPERS
 
-    def start(
-        self,
-        broker: Broker,
-        timeout_s: float,
-        prepare: Callable[[], mqtt.Client],
-        connect: Callable[[mqtt.Client], MQTTErrorCode],
-    ) -> Attempt:
-        attempt = Attempt(broker, timeout_s, prepare, connect, self._wake).start()
+    def start(self, broker: Broker, *, v5: bool, will: tuple[str, bytes]) -> Attempt:
+        """Connect to ``broker`` on a new thread; the loop polls the returned attempt."""
+        cfg = self.cfg
+
+        def prepare() -> mqtt.Client:
+            # The password and TLS files are read afresh at each attempt.
+            password = cfg.resolve_password()
+            client = new_client(client_spec(cfg, self.client_id, password, v5=v5))
+            client.max_inflight_messages_set(cfg.max_inflight)
+            client.max_queued_messages_set(0)
+            client.will_set(will[0], will[1], qos=1, retain=True)
+            return client
+
+        def connect(client: mqtt.Client) -> MQTTErrorCode:
+            props = None
+            if v5:
+                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+                props.SessionExpiryInterval = SESSION_EXPIRY_S
+            return client.connect(
+                broker.host,
+                broker.port,
+                keepalive=cfg.keepalive_s,
+                clean_start=False if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+                properties=props,
+            )
+
+        attempt = Attempt(broker, cfg.connect_timeout_s, prepare, connect, self._wake).start()
         self._threads.append(attempt.thread)
         return attempt

@@ -23,22 +23,18 @@ import select
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.config import DeviceConfig, MqttConfig
-from agent.events import StatusMessage, Topics, encode, now_ms
+from agent.config import MqttConfig
+from agent.events import Topics, now_ms
 from agent.logs import Throttle
-from agent.mqtt.client import client_spec, new_client
 from agent.mqtt.connector import Attempt, Connector, Outcome
 from agent.mqtt.hosts import Backoff, HostRing
 from agent.mqtt.publisher import DeadLetter, Publisher, inject_sent_time
+from agent.mqtt.status import StatusInfo, status_message
 from agent.mqtt.wakeup import WakePipe
 from agent.spool import Spool
 
@@ -48,21 +44,10 @@ log = logging.getLogger(__name__)
 
 CommandHandler = Callable[[str, bytes], None]
 _inject_sent_time = inject_sent_time  # its old home: tests and bench import it from here
-SESSION_EXPIRY_S = 24 * 3600  # the broker keeps queued commands for a day offline
 SESSION_TAKEN_OVER = 0x8E
 # Mosquitto 2.0 closes the old connection without DISCONNECT 0x8E (either protocol), so this
 # many connections in a row closed before stable_after_s, with no row to blame, count too.
 SHORT_RUNS = 3
-
-
-@dataclass(frozen=True)
-class StatusInfo:
-    """What the birth message tells the centre about this unit."""
-
-    device: DeviceConfig
-    boot_id: str
-    version: str
-    config_hash: str
 
 
 class Link:
@@ -94,7 +79,7 @@ class Link:
         self._thread: threading.Thread | None = None
         self._client: mqtt.Client | None = None
         self._attempt: Attempt | None = None
-        self._connector = Connector(self.wake)
+        self._connector = Connector(cfg, cfg.client_id or status.device.id, self.wake)
         self._ring = HostRing(cfg.brokers())
         self._backoff = Backoff(cfg.backoff_min_s, cfg.backoff_max_s, cfg.stable_after_s)
         self._out = Publisher(spool, cfg.max_inflight, dead_letter)
@@ -244,16 +229,6 @@ class Link:
             client.loop_misc()
 
     # ------------------------------------------------------------------ connecting
-    def _new_client(self, v5: bool, will: bytes) -> mqtt.Client:
-        # Runs on the attempt's thread: the password and TLS files are read afresh each time.
-        cid = self.cfg.client_id or self.status.device.id
-        password = self.cfg.resolve_password()
-        client = new_client(client_spec(self.cfg, cid, password, v5=v5))
-        client.max_inflight_messages_set(self.cfg.max_inflight)
-        client.max_queued_messages_set(0)
-        client.will_set(self.topics.status, will, qos=1, retain=True)
-        return client
-
     def _advance_attempt(self, now: float) -> None:
         attempt = self._attempt
         if attempt is None:
@@ -275,24 +250,8 @@ class Link:
         broker = self._ring.current
         self.state, self.broker = "connecting", str(broker)
         self._got_connack = False
-        v5, will = self._v5, self._status("offline", "lost")
-        props = None
-        if v5:
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = SESSION_EXPIRY_S
-
-        def connect(client: mqtt.Client) -> MQTTErrorCode:
-            return client.connect(
-                broker.host,
-                broker.port,
-                keepalive=self.cfg.keepalive_s,
-                clean_start=False if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
-                properties=props,
-            )
-
-        self._attempt = self._connector.start(
-            broker, self.cfg.connect_timeout_s, lambda: self._new_client(v5, will), connect
-        )
+        will = (self.topics.status, self._status("offline", "lost"))
+        self._attempt = self._connector.start(broker, v5=self._v5, will=will)
 
     def _adopt(self, client: mqtt.Client, outcome: Outcome) -> None:
         self._socket_error = outcome.socket_error
@@ -458,25 +417,7 @@ class Link:
 
     # ------------------------------------------------------------------ stopping
     def _status(self, state: str, why: str) -> bytes:
-        d = self.status.device
-        birth = why == "birth"
-        msg = StatusMessage(
-            dev=d.id,
-            state=state,  # type: ignore[arg-type]
-            why=why,  # type: ignore[arg-type]
-            boot=self.status.boot_id,
-            ts=now_ms(),
-            ver=self.status.version if birth else None,
-            cfg=self.status.config_hash if birth else None,
-            site=d.site if birth else None,
-            pole=d.pole if birth else None,
-            place=(d.location or None) if birth else None,
-            addr=(d.address or None) if birth else None,
-            lat=d.latitude if birth else None,
-            lon=d.longitude if birth else None,
-            broker=self.broker if birth else None,
-        )
-        return encode(msg)
+        return status_message(self.status, state, why, self.broker)
 
     def _shutdown(self) -> None:
         deadline = getattr(self, "_stop_deadline", time.monotonic() + 5.0)

@@ -11,7 +11,7 @@ import pytest
 from agent.dev.broker import LocalBroker
 from agent.events import Priority, StatusMessage
 from agent.mqtt.poison import publish_size
-from agent.spool import SpoolRow
+from agent.spool import Spool, SpoolRow
 from tests.centre.observer import Centre
 from tests.mqtt.test_link import (
     STATUS,
@@ -36,14 +36,15 @@ def test_a_row_larger_than_the_broker_takes_is_set_aside_and_the_rest_flows(
     centre = Centre(broker.port)
     aside: list[tuple[SpoolRow, str]] = []
     try:
-        cfg = cfg_for(broker.port, protocol=protocol)
-        agent = Agent(tmp_path / "s.db", cfg)
+        spools: list[Spool] = []
 
         def dead_letter(row: SpoolRow, reason: str) -> None:
             aside.append((row, reason))
-            agent.spool.ack_many([row.id])  # the spool owner's dead-letter table goes here
+            spools[0].ack_many([row.id])  # the spool owner's dead-letter table goes here
 
-        agent.link._out._dead_letter = dead_letter if protocol == "5" else None
+        hook = {"dead_letter": dead_letter} if protocol == "5" else {}  # 3.1.1: the default
+        agent = Agent(tmp_path / "s.db", cfg_for(broker.port, protocol=protocol), **hook)
+        spools.append(agent.spool)
         with running(agent):
             before = [agent.bell()]
             big = agent.spool.put(TOPICS.snapshot("x"), b"\xff" * 150_000, Priority.MEDIA)
