@@ -49,17 +49,11 @@ def _connect_level(head: bytes) -> int | None:
     return head[name_end] if len(head) > name_end else None
 
 
-class V311Relay:
-    """A TCP relay to a broker that speaks MQTT 3.1.1 only, like NATS' or RabbitMQ's listener.
-
-    A CONNECT at protocol level 5 is closed without a CONNACK; while ``refuse_all`` is set,
-    every connection is closed (a broker that accepts TCP and then gives up).
-    """
+class Relay:
+    """A TCP relay to a broker on loopback; a subclass decides what each connection gets."""
 
     def __init__(self, target_port: int) -> None:
         self.target = target_port
-        self.refuse_all = threading.Event()
-        self.v5_refused = 0
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port = self._server.getsockname()[1]
         self._socks: list[socket.socket] = []
@@ -74,23 +68,18 @@ class V311Relay:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        head = b""
-        conn.settimeout(5)
-        with suppress(OSError):
-            while _connect_level(head) is None:
-                chunk = conn.recv(64)
-                if not chunk:
-                    break
-                head += chunk
-        level = _connect_level(head)
-        if level is None or level == 5 or self.refuse_all.is_set():
-            self.v5_refused += level == 5
+        self._join(conn, b"")
+
+    def _join(self, conn: socket.socket, head: bytes) -> None:
+        """Relay ``conn`` to the broker, ``head`` (already read from it) first."""
+        try:
+            up = socket.create_connection(("127.0.0.1", self.target), timeout=2)
+            up.settimeout(None)
+            conn.settimeout(None)
+            up.sendall(head)
+        except OSError:
             conn.close()
             return
-        conn.settimeout(None)
-        up = socket.create_connection(("127.0.0.1", self.target), timeout=2)
-        up.settimeout(None)
-        up.sendall(head)
         self._socks += [conn, up]
         for a, b in ((conn, up), (up, conn)):
             threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
@@ -113,3 +102,52 @@ class V311Relay:
     def close(self) -> None:
         self.cut()
         self._server.close()
+
+
+class Gate(Relay):
+    """A relay that refuses connections while shut."""
+
+    def __init__(self, target_port: int) -> None:
+        self.open = threading.Event()
+        self.open.set()
+        super().__init__(target_port)
+
+    def _serve(self, conn: socket.socket) -> None:
+        if not self.open.is_set():
+            conn.close()
+            return
+        self._join(conn, b"")
+
+    def cut(self) -> None:
+        """Shut the gate and drop every relayed connection (a network outage)."""
+        self.open.clear()
+        super().cut()
+
+
+class V311Relay(Relay):
+    """A relay to a broker that speaks MQTT 3.1.1 only, like NATS' or RabbitMQ's listener.
+
+    A CONNECT at protocol level 5 is closed without a CONNACK; while ``refuse_all`` is set,
+    every connection is closed (a broker that accepts TCP and then gives up).
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.refuse_all = threading.Event()
+        self.v5_refused = 0
+        super().__init__(target_port)
+
+    def _serve(self, conn: socket.socket) -> None:
+        head = b""
+        conn.settimeout(5)
+        with suppress(OSError):
+            while _connect_level(head) is None:
+                chunk = conn.recv(64)
+                if not chunk:
+                    break
+                head += chunk
+        level = _connect_level(head)
+        if level is None or level == 5 or self.refuse_all.is_set():
+            self.v5_refused += level == 5
+            conn.close()
+            return
+        self._join(conn, head)

@@ -12,19 +12,18 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agent.config import TlsConfig
-from agent.dev.broker import BrokerTls, LocalBroker
+from agent.dev.broker import LocalBroker
 from agent.mqtt.connector import MAX_HELPERS
 from tests.centre.observer import Centre
 from tests.mqtt.netfaults import V311Relay, black_hole
 from tests.mqtt.test_link import Agent, cfg_for, events_of, running, settle
-from tests.tls import Pki, make_pki
+from tests.tls import Pki
 
 
 def helpers() -> int:
@@ -109,19 +108,6 @@ def test_a_resolver_that_does_not_answer_never_stalls_the_loop(
 
 
 # --------------------------------------------------------------------------- TLS files
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def tls_broker(pki: Pki, tmp_path: Path) -> Iterator[LocalBroker]:
-    tls = BrokerTls(pki.ca, pki.server_cert, pki.server_key, require_certificate=True)
-    broker = LocalBroker(tmp_path / "tb", tls=tls).start()
-    yield broker
-    broker.stop()
-
-
 def refused_then_fixed(agent: Agent, why: str, file: Path, fix: Any) -> None:
     """Refused with ``why`` naming ``file``, retried with backoff; after ``fix()``, delivers."""
     settle(lambda: agent.link.refusals >= 3, what="three refusals")
