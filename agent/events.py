@@ -247,6 +247,9 @@ class StatusMessage(_Wire):
     addr: str | None = Field(default=None, description="Road address (birth).")
     lat: float | None = Field(default=None, description="Latitude (birth).")
     lon: float | None = Field(default=None, description="Longitude (birth).")
+    broker: str | None = Field(
+        default=None, description="The broker this connection is to, host:port (birth)."
+    )
 
 
 class StateMessage(_Wire):

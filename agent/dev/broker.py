@@ -55,6 +55,7 @@ class LocalBroker:
         acl: str | None = None,
         tls: BrokerTls | None = None,
         persistence: bool = True,
+        extra: list[str] | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -63,6 +64,7 @@ class LocalBroker:
         self.acl = acl
         self.tls = tls
         self.persistence = persistence
+        self.extra = list(extra or [])  # more mosquitto.conf lines, e.g. "max_packet_size 1000"
         self.proc: subprocess.Popen[bytes] | None = None
         self.conf = self.workdir / "mosquitto.conf"
         self.log = self.workdir / "mosquitto.log"
@@ -100,6 +102,7 @@ class LocalBroker:
             ]
             if self.tls.require_certificate and self.passwords is None:
                 lines.append("use_identity_as_username true")
+        lines += self.extra
         self.conf.write_text("\n".join(lines) + "\n")
 
     def start(self, timeout: float = 10.0) -> LocalBroker:

@@ -12,10 +12,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -25,9 +23,9 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-import agent.mqtt.link as link_module
+import agent.mqtt.publisher as publisher_module
 from agent.config import DeviceConfig, MqttConfig, TlsConfig
-from agent.dev.broker import BrokerTls, LocalBroker
+from agent.dev.broker import LocalBroker
 from agent.events import (
     EventStamper,
     Priority,
@@ -39,8 +37,9 @@ from agent.mqtt.link import Link, StatusInfo
 from agent.outbox import Outbox
 from agent.spool import Spool
 from tests.centre.observer import Centre
+from tests.mqtt.netfaults import Gate
 from tests.test_events import every_kind
-from tests.tls import Pki, make_pki
+from tests.tls import Pki
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVICE = DeviceConfig(
@@ -128,56 +127,6 @@ def running(agent: Agent) -> Iterator[Agent]:
         yield agent
     finally:
         agent.stop()
-
-
-class Gate:
-    """A TCP relay to the broker that refuses connections while shut."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target = target_port
-        self.open = threading.Event()
-        self.open.set()
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port = self._server.getsockname()[1]
-        self._socks: list[socket.socket] = []
-        threading.Thread(target=self._accept, name="gate", daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._server.accept()
-            except OSError:
-                return
-            try:
-                if not self.open.is_set():
-                    raise OSError("gate shut")
-                up = socket.create_connection(("127.0.0.1", self.target), timeout=2)
-            except OSError:
-                conn.close()
-                continue
-            self._socks += [conn, up]
-            for a, b in ((conn, up), (up, conn)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        with suppress(OSError):
-            while data := src.recv(65536):
-                dst.sendall(data)
-        for s in (src, dst):
-            with suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        """Shut the gate and drop every relayed connection (a network outage)."""
-        self.open.clear()
-        for s in self._socks:
-            with suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.cut()
-        self._server.close()
 
 
 def centre_back(centre: Centre) -> None:
@@ -421,7 +370,7 @@ def test_wrong_password_is_refused_never_connected_and_keeps_the_rows(tmp_path: 
 def test_a_publish_the_acl_refuses_is_retried_and_the_rest_flows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(link_module, "REFUSED_RETRY_S", 0.3)
+    monkeypatch.setattr(publisher_module, "REFUSED_RETRY_S", 0.3)
     broker = LocalBroker(tmp_path / "b", passwords={"pole-1": "pw", "centre": "c"}, acl=ACL)
     broker.start()
     try:
@@ -448,19 +397,6 @@ def test_a_publish_the_acl_refuses_is_retried_and_the_rest_flows(
 
 
 # --------------------------------------------------------------------------- TLS
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def tls_broker(pki: Pki, tmp_path: Path) -> Iterator[LocalBroker]:
-    tls = BrokerTls(pki.ca, pki.server_cert, pki.server_key, require_certificate=True)
-    broker = LocalBroker(tmp_path / "tb", tls=tls).start()
-    yield broker
-    broker.stop()
-
-
 def test_tls_with_the_right_client_certificate_delivers(
     pki: Pki, tls_broker: LocalBroker, tmp_path: Path
 ) -> None:
