@@ -29,7 +29,7 @@ from agent.health import Notifier, heartbeat
 from agent.mqtt.link import Link, StatusInfo
 from agent.outbox import Outbox
 from agent.reload import IN_PLACE, Plan, plan, secret_digests
-from agent.spool import Spool
+from agent.spool import Spool, SpoolError
 from agent.vision import make_vision
 
 __all__ = ["Runner", "Service"]
@@ -151,7 +151,7 @@ class Runner:
         # cameras, which may take seconds to open.
         self._attach(stages)
         stages.link.start()
-        log.info("link: started towards %s:%d", self.cfg.mqtt.host, self.cfg.mqtt.port)
+        log.info("link: started towards %s", ", ".join(self.cfg.mqtt.hosts or ()))
         if stages.commands is not None:
             stages.commands.start()
         if stages.bell is not None:
@@ -322,6 +322,11 @@ class Runner:
             log.error("reload refused: %s", why)
             return self._reloaded(False, why, why)
         self._swap(built, todo)
+        if "link" not in todo.rebuild:
+            try:
+                built.link.refresh_status(config_hash(new))
+            except SpoolError as exc:  # the reload stands; the next connect's birth says it
+                log.error("reload: the new birth could not be spooled: %s", exc)
         self.cfg = new
         self.applied_digests = secret_digests(new)
         self.cfg_hash = config_hash(new)

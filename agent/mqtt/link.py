@@ -18,6 +18,7 @@ broker can never take is set aside (``poison``), so it cannot block the rows beh
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import select
 import threading
@@ -29,7 +30,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.config import MqttConfig
-from agent.events import Topics, now_ms
+from agent.events import Priority, Topics, now_ms
 from agent.logs import Throttle
 from agent.mqtt.connector import Attempt, Connector, Outcome
 from agent.mqtt.hosts import Backoff, HostRing
@@ -154,6 +155,16 @@ class Link:
     def max_packet(self) -> int | None:
         """The broker's maximum packet size (MQTT 5 CONNACK); None when not stated."""
         return self._out.guard.max_packet
+
+    def refresh_status(self, config_hash: str) -> None:
+        """A reload applied a new config without a new connection: say so in a new birth.
+
+        The birth goes through the spool (retained, alarm priority) like any message, so it
+        is sent now when connected and after the next connect's own birth otherwise.
+        """
+        self.status = dataclasses.replace(self.status, config_hash=config_hash)
+        birth = self._status("online", "birth")
+        self.spool.put(self.topics.status, birth, Priority.ALARM, retain=True)
 
     def facts(self) -> dict[str, Any]:
         return {
