@@ -27,12 +27,20 @@ class PingArgs(Args):
     echo: str | None = Field(default=None, max_length=200, description="Returned as is.")
 
 
+def _running(ctx: Context) -> tuple[AgentConfig, str]:
+    """The config the agent runs now and its hash: a reload may not rebuild this service."""
+    runner = ctx.runner
+    if runner is None:
+        return ctx.cfg, config_hash(ctx.cfg)
+    return runner.cfg, runner.cfg_hash
+
+
 def ping(ctx: Context, args: PingArgs) -> Outcome:
     data: dict[str, Any] = {
         "ver": __version__,
         "boot": ctx.outbox.stamper.boot_id,
         "up": round(time.monotonic() - getattr(ctx.runner, "started", ctx.started), 1),
-        "cfg": config_hash(ctx.cfg),
+        "cfg": _running(ctx)[1],
     }
     if args.echo is not None:
         data["echo"] = args.echo
@@ -41,7 +49,8 @@ def ping(ctx: Context, args: PingArgs) -> Outcome:
 
 # --------------------------------------------------------------------------- config
 def config_get(ctx: Context, _args: NoArgs) -> Outcome:
-    return Outcome.ok({"cfg": config_hash(ctx.cfg), "config": redacted(ctx.cfg)})
+    cfg, digest = _running(ctx)
+    return Outcome.ok({"cfg": digest, "config": redacted(cfg)})
 
 
 def reload(ctx: Context, _args: NoArgs) -> Outcome:
@@ -58,7 +67,7 @@ def reload(ctx: Context, _args: NoArgs) -> Outcome:
     old: AgentConfig = runner.cfg
     if new.spool != old.spool or new.device.id != old.device.id:
         return Outcome.rejected("spool or device id changed: restart the service to apply")
-    changed = config_hash(new) != config_hash(old)
+    changed = config_hash(new) != runner.cfg_hash
     data = {"cfg": config_hash(new), "changed": changed}
     # The result goes to the spool first: the reload stops this very service.
     return Outcome.ok(data, after=runner.request_reload if changed else None)

@@ -64,6 +64,7 @@ class RunnerControl(Protocol):
 
     config_path: Path
     cfg: AgentConfig
+    cfg_hash: str  # of cfg and its secret files' contents as applied
 
     def request_reload(self) -> None: ...
 
