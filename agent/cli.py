@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "agent.detect.cli",
     "agent.bell.cli",
     "agent.field.cli",
+    "agent.model.cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]

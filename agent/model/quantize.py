@@ -1,0 +1,277 @@
+"""Static INT8 quantization of a detection model, calibrated on real frames, then judged.
+
+The route (ASSETS.md, "INT8 quantization", and docs/detection.md):
+
+1. ``quant_pre_process`` (shape inference, basic graph optimisation);
+2. read the graph for what must stay float (:mod:`agent.model.graph`): the decode and
+   NMS after the head Concat always, the head convs when asked;
+3. ``quantize_static`` in QDQ format with per-channel INT8 weights and UINT8
+   activations, on the op types that pay on a CPU, calibrated on frames letterboxed by
+   the agent's own :class:`Detector` (never a copy of its preprocessing);
+4. run FP32 and INT8 through two Detectors on held-out frames: agreement and speed;
+5. write OUT only when the agreement F1 reaches the floor.
+
+The ``onnx`` package is needed here and nowhere else in the agent (extra ``quantize``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.config import DetectionConfig
+from agent.model.agreement import Agreement
+from agent.model.errors import BelowFloorError, QuantizeError
+from agent.model.frames import FrameSplit, split_frames
+from agent.model.measure import Speed, agreement, speed
+
+if TYPE_CHECKING:
+    from agent.detect.detector import Detector
+
+__all__ = ["DEFAULT_FLOOR", "Method", "Options", "Report", "quantize", "require_onnx"]
+
+log = logging.getLogger(__name__)
+
+Method = Literal["minmax", "entropy", "percentile"]
+DEFAULT_FLOOR: Final = 0.9
+CHUNK: Final = 8  # calibration frames per pass: bounds the calibrator's memory
+INSTALL_HINT: Final = "pip install '.[quantize]'"
+
+
+@dataclass(frozen=True)
+class Options:
+    """What ``pole-agent model quantize`` was asked for (defaults chosen by measurement)."""
+
+    frames: int = 32
+    holdout: int = 40
+    method: Method = "minmax"
+    float_head: bool = False
+    imgsz: int = 640
+    floor: float = DEFAULT_FLOOR
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    speed_rounds: int = 8
+
+
+@dataclass(frozen=True)
+class Report:
+    """What was quantized, what stayed float, and how the result compares with FP32."""
+
+    frames: FrameSplit
+    method: Method
+    quantized_nodes: int
+    float_nodes: int
+    head_float: int
+    agreement: Agreement
+    speed: Speed
+
+    def lines(self) -> list[str]:
+        return [
+            f"calibration: {self.frames.describe()}",
+            f"method {self.method}; {self.quantized_nodes} nodes of quantizable types in INT8, "
+            f"{self.float_nodes} kept float ({self.head_float} of them the detection head)",
+            f"agreement with FP32 on the held-out frames: {self.agreement.summary()}",
+            f"speed: {self.speed.summary()}",
+        ]
+
+
+def require_onnx() -> None:
+    """QuantizeError (one paragraph, no traceback) when the ``onnx`` package is missing."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime.quantization  # noqa: F401
+    except ImportError as exc:
+        raise QuantizeError(
+            f"quantizing needs the 'onnx' package, which is not installed ({exc}). It is an "
+            f"optional extra, not needed to run the agent: install it with {INSTALL_HINT} "
+            "(or pip install 'pole-agent[quantize]') and run the command again."
+        ) from None
+
+
+def _config(base: DetectionConfig, model: Path, imgsz: int) -> DetectionConfig:
+    data: dict[str, Any] = {**base.model_dump(exclude_unset=True), "model": str(model)}
+    data["input_size"] = imgsz
+    return DetectionConfig.model_validate(data)
+
+
+class _Reader:
+    """Calibration tensors for onnxruntime's calibrator, in ranges of ``CHUNK`` frames."""
+
+    def __init__(self, name: str, tensors: Sequence[npt.NDArray[np.float32]]) -> None:
+        self.name, self.tensors = name, list(tensors)
+        self.start, self.end, self.pos = 0, len(self.tensors), 0
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self.start, self.end, self.pos = start_index, end_index, start_index
+
+    def get_next(self) -> dict[str, npt.NDArray[np.float32]] | None:
+        if self.pos >= min(self.end, len(self.tensors)):
+            return None
+        self.pos += 1
+        return {self.name: self.tensors[self.pos - 1]}
+
+    def rewind(self) -> None:
+        self.pos = self.start
+
+
+def _chunk(n: int) -> int:
+    """The largest divisor of ``n`` up to CHUNK (onnxruntime wants equal passes)."""
+    return next(d for d in range(min(CHUNK, n), 0, -1) if n % d == 0)
+
+
+def _prepare(src: Path, dst: Path) -> tuple[Any, tuple[str, ...], tuple[str, ...], int]:
+    """Pre-process into ``dst``; the model, its tail and head node names, #quantizable."""
+    import onnx
+    from onnxruntime.quantization import quant_pre_process
+
+    from agent.model.graph import QUANTIZED_OPS, float_regions, name_nodes
+
+    try:
+        # Symbolic shape inference (needs sympy) is for transformer graphs; ONNX shape
+        # inference covers CNN detectors, static and dynamic.
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+        model = onnx.load(str(dst))
+    except Exception as exc:  # noqa: BLE001 - onnx and onnxruntime raise many kinds
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise QuantizeError(
+            f"IN: {src} could not be prepared for quantization ({first[:300]})"
+        ) from None
+    name_nodes(model.graph)
+    regions = float_regions(model.graph)
+    if not regions.head_concats:
+        log.warning("quantize: no detection head found in %s; only an NMS tail stays float", src)
+    if not model.metadata_props:
+        model.metadata_props.extend(onnx.load(str(src), load_external_data=False).metadata_props)
+    onnx.save(model, str(dst))
+    count = sum(n.op_type in QUANTIZED_OPS for n in model.graph.node)
+    return model, regions.tail, regions.head, count
+
+
+def _quantize(
+    pre: Path,
+    out: Path,
+    reader: _Reader,
+    exclude: Sequence[str],
+    method: Method,
+    *,
+    cache: Path | None = None,
+) -> None:
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    from agent.model.graph import QUANTIZED_OPS
+
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
+    reader.set_range(0, len(reader))
+    # Histogram calibrators stack each pass's tensors, and tensors after NonZero change
+    # shape from frame to frame: one frame per pass for them (histograms still merge).
+    stride = _chunk(len(reader)) if method == "minmax" else 1
+    quantize_static(
+        str(pre),
+        str(out),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=list(QUANTIZED_OPS),
+        per_channel=True,
+        # U8 activations with S8 weights: the pair onnxruntime's x86 kernels (VNNI) want.
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=list(exclude),
+        calibrate_method=methods[method],
+        calibration_cache_path=str(cache) if cache is not None else None,
+        extra_options={"CalibStridedMinMax": stride, "CalibPercentile": 99.999},
+    )
+
+
+def calibration_tensors(detector: Detector, frames: Sequence[Any]) -> list[npt.NDArray[np.float32]]:
+    """The frames as the detector feeds them to its model (letterboxed, copied)."""
+    return [detector.letterbox(frame)[0].copy() for frame in frames]
+
+
+def quantize(
+    src: Path, dst: Path, source: Path, options: Options, work: Path | None = None
+) -> Report:
+    """Quantize ``src`` into ``dst`` if it agrees well enough; BelowFloorError otherwise.
+
+    ``work`` keeps the intermediate files (pre-processed model, calibration cache) for
+    benches that try several settings; by default a temporary folder is used.
+    """
+    from agent.detect.detector import Detector
+
+    require_onnx()
+    fp32 = Detector(_config(options.detection, src, options.imgsz))
+    frames = split_frames(source, options.frames, options.holdout)
+    log.info("quantize: %s", frames.describe())
+    with tempfile.TemporaryDirectory(prefix="pole-quant-") as tmp:
+        folder = work or Path(tmp)
+        pre, out = folder / "pre.onnx", folder / "int8.onnx"
+        model, tail, head, quantizable = _prepare(src, pre)
+        exclude = (*tail, *head) if options.float_head else tail
+        reader = _Reader(
+            fp32.session.get_inputs()[0].name, calibration_tensors(fp32, frames.calibration)
+        )
+        log.info("quantize: calibrating (%s) on %d frames", options.method, len(reader))
+        _quantize(pre, out, reader, exclude, options.method)
+        int8 = Detector(_config(options.detection, out, options.imgsz))
+        log.info("quantize: comparing with FP32 on %d held-out frames", len(frames.holdout))
+        agree = agreement(fp32, int8, frames.holdout)
+        timing = speed(fp32, int8, frames.holdout[0], rounds=options.speed_rounds)
+        kinds = {n.name: n.op_type for n in model.graph.node}
+        from agent.model.graph import QUANTIZED_OPS
+
+        kept = [n for n in exclude if kinds.get(n) in QUANTIZED_OPS]
+        report = Report(
+            frames,
+            options.method,
+            quantizable - len(kept),
+            len(kept),
+            sum(kinds.get(n) in QUANTIZED_OPS for n in head) if options.float_head else 0,
+            agree,
+            timing,
+        )
+        if agree.f1 < options.floor:
+            raise BelowFloorError(
+                f"the INT8 model agrees with the FP32 model at F1 {agree.f1:.3f} on "
+                f"{len(frames.holdout)} held-out frames of {frames.source.name}, below the floor "
+                f"{options.floor:.2f}; {dst} was not written. Its detections would differ too "
+                "much from the model it replaces (precision "
+                f"{agree.precision:.3f}, recall {agree.recall:.3f}). Try more calibration "
+                "frames (--frames), another --method, calibration footage from the pole's own "
+                "camera (--calibrate), or keep the FP32 model; --floor lowers the bar knowingly.",
+                agree.f1,
+                options.floor,
+                report.lines(),
+            )
+        _install(out, dst)
+    return report
+
+
+def _install(built: Path, dst: Path) -> None:
+    """Copy next to ``dst`` and rename, so a half-written model never sits at ``dst``."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    part = dst.with_name(f".{dst.name}.part")
+    try:
+        shutil.copyfile(built, part)
+        os.replace(part, dst)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        raise QuantizeError(f"OUT: cannot write {dst} ({exc.strerror or exc})") from None
