@@ -34,11 +34,12 @@ PASS_THROUGH = frozenset({"Reshape", "Concat", "Transpose", "Flatten"})
 
 @dataclass(frozen=True)
 class FloatRegions:
-    """Node names to keep float: ``tail`` always, ``head`` when asked to."""
+    """Node names to keep float: ``tail`` always, ``head`` and ``stem`` when asked to."""
 
     head_concats: tuple[str, ...]
     tail: tuple[str, ...]
     head: tuple[str, ...]
+    stem: tuple[str, ...] = ()
 
 
 def name_nodes(graph: Any) -> None:
@@ -149,6 +150,31 @@ def _head_convs(concat: Any, producers: dict[str, Any]) -> list[Any]:
     return list(found.values())
 
 
+def _stem(graph: Any, consumers: dict[str, list[Any]]) -> tuple[str, ...]:
+    """The convs reading the image itself, with the SiLU (Sigmoid, Mul) on their output.
+
+    With 3 input channels such a conv has too short a reduction for INT8 kernels to pay:
+    here it ran 2.7x slower than in FP32, and its SiLU and the image's QuantizeLinear cost
+    as much again over the full-resolution map.
+    """
+    found: list[str] = []
+    for inp in graph.input:
+        for conv in consumers.get(inp.name, []):
+            if conv.op_type != "Conv":
+                continue
+            found.append(conv.name)
+            out = conv.output[0]
+            for sig in consumers.get(out, []):
+                muls = [
+                    m
+                    for m in consumers.get(sig.output[0], [])
+                    if m.op_type == "Mul" and set(m.input) == {out, sig.output[0]}
+                ]
+                if sig.op_type == "Sigmoid" and muls:
+                    found += [sig.name, *(m.name for m in muls)]
+    return tuple(found)
+
+
 def float_regions(graph: Any) -> FloatRegions:
     """The decode/NMS tail and the head of a detection graph (nodes must be named).
 
@@ -168,7 +194,8 @@ def float_regions(graph: Any) -> FloatRegions:
             tuple(c.name for c in concats),
             tuple(tail),
             tuple(n.name for n in nodes if n.name in head and n.name in feeding),
+            _stem(graph, consumers),
         )
     # No recognisable head: keep at least the NMS-style tail float.
     tail = _descendants([n for n in nodes if n.op_type in TAIL_OPS], consumers)
-    return FloatRegions((), tuple(n.name for n in tail), ())
+    return FloatRegions((), tuple(n.name for n in tail), (), _stem(graph, consumers))

@@ -55,6 +55,8 @@ class Options:
     holdout: int = 40
     method: Method = "minmax"
     float_head: bool = False
+    float_stem: bool = True
+    rewrite_softmax: bool = True
     imgsz: int = 640
     floor: float = DEFAULT_FLOOR
     detection: DetectionConfig = field(default_factory=DetectionConfig)
@@ -69,15 +71,19 @@ class Report:
     method: Method
     quantized_nodes: int
     float_nodes: int
-    head_float: int
+    kept: str  # which optional regions stayed float
+    rewritten: tuple[str, ...]
     agreement: Agreement
     speed: Speed
 
     def lines(self) -> list[str]:
+        rewrite = (
+            f"; decode Softmax rewritten: {', '.join(self.rewritten)}" if self.rewritten else ""
+        )
         return [
             f"calibration: {self.frames.describe()}",
             f"method {self.method}; {self.quantized_nodes} nodes of quantizable types in INT8, "
-            f"{self.float_nodes} kept float ({self.head_float} of them the detection head)",
+            f"{self.float_nodes} kept float (decode/NMS tail{self.kept}){rewrite}",
             f"agreement with FP32 on the held-out frames: {self.agreement.summary()}",
             f"speed: {self.speed.summary()}",
         ]
@@ -139,7 +145,9 @@ class _Prepared:
     body: Path  # the part calibration runs: up to the detection head (or all of it)
     tail: tuple[str, ...]
     head: tuple[str, ...]
+    stem: tuple[str, ...]
     quantizable: int
+    rewritten: tuple[str, ...]
 
 
 def _first_line(exc: BaseException) -> str:
@@ -147,13 +155,18 @@ def _first_line(exc: BaseException) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
-def _prepare(src: Path, folder: Path) -> _Prepared:
-    """``quant_pre_process`` into ``folder``, nodes named, float regions found."""
+def _prepare(src: Path, folder: Path, *, rewrite: bool = True) -> _Prepared:
+    """``quant_pre_process`` into ``folder``, nodes named, float regions found.
+
+    With ``rewrite``, Softmax nodes of the float tail are rewritten (agent.model.rewrite):
+    the pre-processed model is then the FP32 reference "with the rewrite" for attribution.
+    """
     import onnx
     import onnx.utils
     from onnxruntime.quantization import quant_pre_process
 
     from agent.model.graph import QUANTIZED_OPS, float_regions, name_nodes
+    from agent.model.rewrite import softmax_inner_axes
 
     pre, body = folder / "pre.onnx", folder / "body.onnx"
     try:
@@ -167,6 +180,7 @@ def _prepare(src: Path, folder: Path) -> _Prepared:
         ) from None
     name_nodes(model.graph)
     regions = float_regions(model.graph)
+    rewritten = softmax_inner_axes(model, set(regions.tail)) if rewrite else []
     if not model.metadata_props:
         model.metadata_props.extend(onnx.load(str(src), load_external_data=False).metadata_props)
     onnx.save(model, str(pre))
@@ -184,7 +198,9 @@ def _prepare(src: Path, folder: Path) -> _Prepared:
         log.warning("quantize: no detection head found in %s; only an NMS tail stays float", src)
         body = pre
     count = sum(n.op_type in QUANTIZED_OPS for n in model.graph.node)
-    return _Prepared(model, pre, body, regions.tail, regions.head, count)
+    return _Prepared(
+        model, pre, body, regions.tail, regions.head, regions.stem, count, tuple(rewritten)
+    )
 
 
 def _static(
@@ -196,6 +212,30 @@ def _static(
     method: Method,
     cache: Path,
 ) -> None:
+    extra: dict[str, Any] = {"CalibPercentile": 99.999}
+    if reader is not None:
+        reader.set_range(0, len(reader))
+        extra["CalibStridedMinMax"] = _chunk(len(reader))  # bounds the calibrator's memory
+    # onnxruntime's quantizer logs its routine adjustments on the root logger.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        _run_static(model, out, reader, exclude, method=method, cache=cache, extra=extra)
+    finally:
+        root.setLevel(level)
+
+
+def _run_static(
+    model: Path,
+    out: Path,
+    reader: _Reader | None,
+    exclude: Sequence[str],
+    *,
+    method: Method,
+    cache: Path,
+    extra: dict[str, Any],
+) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from agent.model.graph import QUANTIZED_OPS
@@ -205,10 +245,6 @@ def _static(
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }
-    extra: dict[str, Any] = {"CalibPercentile": 99.999}
-    if reader is not None:
-        reader.set_range(0, len(reader))
-        extra["CalibStridedMinMax"] = _chunk(len(reader))  # bounds the calibrator's memory
     quantize_static(
         str(model),
         str(out),
@@ -227,6 +263,12 @@ def _static(
     )
 
 
+def _excluded(prepared: _Prepared, *, float_head: bool, float_stem: bool) -> tuple[str, ...]:
+    head = prepared.head if float_head else ()
+    stem = prepared.stem if float_stem else ()
+    return (*prepared.tail, *head, *stem)
+
+
 def build_int8(
     prepared: _Prepared,
     out: Path,
@@ -234,6 +276,7 @@ def build_int8(
     method: Method,
     *,
     float_head: bool,
+    float_stem: bool = True,
     cache: Path | None = None,
 ) -> None:
     """Calibrate (unless ``cache`` already holds ranges) and write the QDQ model to ``out``."""
@@ -244,7 +287,7 @@ def build_int8(
             _static(
                 prepared.body, out.with_name("calib.onnx"), reader, (), method=method, cache=cache
             )
-        exclude = (*prepared.tail, *prepared.head) if float_head else prepared.tail
+        exclude = _excluded(prepared, float_head=float_head, float_stem=float_stem)
         _static(prepared.path, out, None, exclude, method=method, cache=cache)
     except Exception as exc:  # noqa: BLE001 - onnxruntime's quantizer raises many kinds
         raise QuantizeError(
@@ -274,16 +317,26 @@ def quantize(
     log.info("quantize: %s", frames.describe())
     with tempfile.TemporaryDirectory(prefix="pole-quant-") as tmp:
         folder = work or Path(tmp)
-        prepared = _prepare(src, folder)
+        prepared = _prepare(src, folder, rewrite=options.rewrite_softmax)
         name = fp32.session.get_inputs()[0].name
         reader = _Reader(name, calibration_tensors(fp32, frames.calibration))
         log.info("quantize: calibrating (%s) on %d frames", options.method, len(reader))
         out = folder / "int8.onnx"
-        build_int8(prepared, out, reader, options.method, float_head=options.float_head)
+        build_int8(
+            prepared,
+            out,
+            reader,
+            options.method,
+            float_head=options.float_head,
+            float_stem=options.float_stem,
+        )
         int8 = Detector(_config(options.detection, out, options.imgsz))
         log.info("quantize: comparing with FP32 on %d held-out frames", len(frames.holdout))
         agree = agreement(fp32, int8, frames.holdout)
-        timing = speed(fp32, int8, frames.holdout[0], rounds=options.speed_rounds)
+        ref = None
+        if prepared.rewritten:  # how much of the speed-up is the rewrite, not INT8
+            ref = Detector(_config(options.detection, prepared.path, options.imgsz))
+        timing = speed(fp32, int8, frames.holdout[0], rounds=options.speed_rounds, rewritten=ref)
         report = _report(prepared, options, frames, agree, timing)
         _check_floor(report, options.floor, dst)
         _install(out, dst)
@@ -296,14 +349,18 @@ def _report(
     from agent.model.graph import QUANTIZED_OPS
 
     kinds = {n.name: n.op_type for n in prepared.model.graph.node}
-    head = prepared.head if options.float_head else ()
-    kept = [n for n in (*prepared.tail, *head) if kinds.get(n) in QUANTIZED_OPS]
+    excluded = _excluded(prepared, float_head=options.float_head, float_stem=options.float_stem)
+    kept = [n for n in excluded if kinds.get(n) in QUANTIZED_OPS]
+    extra = [
+        w for w, on in (("head convs", options.float_head), ("stem", options.float_stem)) if on
+    ]
     return Report(
         frames,
         options.method,
         prepared.quantizable - len(kept),
         len(kept),
-        sum(kinds.get(n) in QUANTIZED_OPS for n in head),
+        "".join(f", {w}" for w in extra),
+        prepared.rewritten,
         agree,
         timing,
     )

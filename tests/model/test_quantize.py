@@ -50,6 +50,46 @@ def test_float_regions_of_the_default_model() -> None:
     assert model.graph.node[0].name not in regions.tail
     # One box conv and one class conv per scale, three scales.
     assert sum(kinds[n] == "Conv" for n in regions.head) == 6
+    # The stem: the conv on the image and its SiLU.
+    assert [kinds[n] for n in regions.stem] == ["Conv", "Sigmoid", "Mul"]
+    assert model.graph.node[0].name in regions.stem
+
+
+def test_softmax_rewrite_is_the_same_arithmetic() -> None:
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from agent.model.rewrite import softmax_inner_axes
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 4, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 4, 8])
+    last = helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 16, 4, 8])
+    graph = helper.make_graph(
+        [
+            helper.make_node("Softmax", ["x"], ["y"], "dfl", axis=1),
+            helper.make_node("Softmax", ["x"], ["z"], "last", axis=-1),
+        ],
+        "g",
+        [x],
+        [y, last],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = onnx.shape_inference.infer_shapes(model)
+    before = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert softmax_inner_axes(model, {"dfl", "last"}) == ["dfl"]  # the last axis stays
+    assert [n.op_type for n in model.graph.node][:5] == [
+        "ReduceMax",
+        "Sub",
+        "Exp",
+        "ReduceSum",
+        "Div",
+    ]
+    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    data = np.random.default_rng(1).normal(0, 8, (1, 16, 4, 8)).astype(np.float32)
+    want, got = before.run(None, {"x": data}), after.run(None, {"x": data})
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(got[1], want[1])
 
 
 def test_missing_onnx_says_how_to_install(
