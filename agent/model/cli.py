@@ -156,7 +156,5 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
         raise _user_error(str(exc)) from None
     for line in report.lines():
         print(line)
-    print(
-        f"wrote {dst} (F1 {report.agreement.f1:.3f} >= floor {options.floor:.2f})", file=sys.stderr
-    )
+    print(f"wrote {dst} (F1 {report.agreement.f1:.3f} >= floor {options.floor:g})", file=sys.stderr)
     return 0

@@ -310,9 +310,13 @@ def quantize(
     benches that try several settings; by default a temporary folder is used.
     """
     from agent.detect.detector import Detector
+    from agent.detect.errors import ModelError
 
     require_onnx()
-    fp32 = Detector(_config(options.detection, src, options.imgsz))
+    try:
+        fp32 = Detector(_config(options.detection, src, options.imgsz))
+    except ModelError as exc:
+        raise QuantizeError(f"IN cannot be used as a detection model: {exc}") from None
     frames = split_frames(source, options.frames, options.holdout)
     log.info("quantize: %s", frames.describe())
     with tempfile.TemporaryDirectory(prefix="pole-quant-") as tmp:
@@ -373,7 +377,7 @@ def _check_floor(report: Report, floor: float, dst: Path) -> None:
     raise BelowFloorError(
         f"the INT8 model agrees with the FP32 model at F1 {agree.f1:.3f} on "
         f"{len(frames.holdout)} held-out frames of {frames.source.name}, below the floor "
-        f"{floor:.2f}; {dst} was not written. Its detections would differ too much from "
+        f"{floor:g}; {dst} was not written. Its detections would differ too much from "
         f"the model it replaces (precision {agree.precision:.3f}, recall {agree.recall:.3f}). "
         "Try more calibration frames (--frames), another --method, --float-head, footage "
         "from the pole's own camera (--calibrate), or keep the FP32 model; a lower --floor "
