@@ -81,6 +81,17 @@ def _first_line(exc: BaseException) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
+def _extract(model: Any, pre: Path, body: Path, outputs: list[str]) -> None:
+    import onnx
+    import onnx.utils
+
+    inputs = [i.name for i in model.graph.input]
+    onnx.utils.extract_model(str(pre), str(body), inputs, outputs, check_model=False)
+    part = onnx.load(str(body))
+    part.metadata_props.extend(model.metadata_props)  # says "pre-processed" to onnxruntime
+    onnx.save(part, str(body))
+
+
 def prepare(src: Path, folder: Path, *, rewrite: bool = True) -> Prepared:
     """``quant_pre_process`` into ``folder``, nodes named, float regions found.
 
@@ -88,7 +99,6 @@ def prepare(src: Path, folder: Path, *, rewrite: bool = True) -> Prepared:
     the pre-processed model is then the FP32 reference "with the rewrite" for attribution.
     """
     import onnx
-    import onnx.utils
     from onnxruntime.quantization import quant_pre_process
 
     from agent.model.graph import QUANTIZED_OPS, float_regions, name_nodes
@@ -107,19 +117,23 @@ def prepare(src: Path, folder: Path, *, rewrite: bool = True) -> Prepared:
     name_nodes(model.graph)
     regions = float_regions(model.graph)
     rewritten = softmax_inner_axes(model, set(regions.tail)) if rewrite else []
-    if not model.metadata_props:
-        model.metadata_props.extend(onnx.load(str(src), load_external_data=False).metadata_props)
+    # Class names and stride live in the metadata: keep every entry of the original.
+    have = {p.key for p in model.metadata_props}
+    original = onnx.load(str(src), load_external_data=False).metadata_props
+    model.metadata_props.extend(p for p in original if p.key not in have)
     onnx.save(model, str(pre))
     if regions.head_concats:
         # Calibrate only up to the head: tail tensors change shape with the number of
         # boxes (even to empty), which histogram calibrators cannot take.
         byname = {n.name: n for n in model.graph.node}
         outputs = sorted({t for c in regions.head_concats for t in byname[c].input})
-        inputs = [i.name for i in model.graph.input]
-        onnx.utils.extract_model(str(pre), str(body), inputs, outputs, check_model=False)
-        part = onnx.load(str(body))
-        part.metadata_props.extend(model.metadata_props)  # says "pre-processed" to ORT
-        onnx.save(part, str(body))
+        try:
+            _extract(model, pre, body, outputs)
+        except Exception as exc:  # noqa: BLE001 - onnx raises many kinds
+            raise QuantizeError(
+                f"IN: {src}: the part up to the detection head could not be cut out for "
+                f"calibration ({_first_line(exc)})"
+            ) from None
     else:
         log.warning("quantize: no detection head found in %s; only an NMS tail stays float", src)
         body = pre
