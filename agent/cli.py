@@ -28,6 +28,7 @@ CLI_MODULES = (
     "agent.detect.cli",
     "agent.bell.cli",
     "agent.technician.cli",
+    "agent.lookout.cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]

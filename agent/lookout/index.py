@@ -170,19 +170,24 @@ class AppearanceIndex:
     def insert(self, records: Iterable[AppearanceRecord]) -> int:
         """Write (or refresh: same camera, track, first seen) records, then prune."""
         rows = [_row(r) for r in records]
-        with self._lock, self._db:
-            self._db.executemany(
-                f"INSERT OR REPLACE INTO appearance ({COLUMNS}) "  # noqa: S608 - constant
-                f"VALUES ({','.join('?' * 20)})",
-                rows,
-            )
-            self._prune()
+        with self._lock:
+            with self._db:
+                self._db.executemany(
+                    f"INSERT OR REPLACE INTO appearance ({COLUMNS}) "  # noqa: S608 - constant
+                    f"VALUES ({','.join('?' * 20)})",
+                    rows,
+                )
+                gone = self._prune()
+            self._vacuum(gone)
         return len(rows)
 
     def prune(self) -> int:
         """Apply the bounds now (also done by every insert); how many rows were deleted."""
-        with self._lock, self._db:
-            return self._prune()
+        with self._lock:
+            with self._db:
+                gone = self._prune()
+            self._vacuum(gone)
+        return gone
 
     def _prune(self) -> int:
         cur = self._db.execute(
@@ -202,9 +207,13 @@ class AppearanceIndex:
                 "(SELECT id FROM appearance ORDER BY last_ms DESC LIMIT ?)",
                 (keep,),
             ).rowcount
-        if gone:
-            self._db.execute("PRAGMA incremental_vacuum")
         return gone
+
+    def _vacuum(self, gone: int) -> None:
+        # Outside the transaction; executescript steps the pragma to its end (one
+        # execute() step frees a single page).
+        if gone:
+            self._db.executescript("PRAGMA incremental_vacuum;")
 
     def stats(self) -> dict[str, int]:
         with self._lock:
