@@ -29,6 +29,7 @@ CLI_MODULES = (
     "agent.bell.cli",
     "agent.technician.cli",
     "agent.model.cli",
+    "agent.lookout.cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]

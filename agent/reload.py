@@ -22,7 +22,7 @@ __all__ = ["Plan", "plan", "secret_digests"]
 READS: dict[str, frozenset[str]] = {
     "link": frozenset({"device", "mqtt"}),
     "commands": frozenset({"commands", "device", "spool"}),
-    "vision": frozenset({"cameras", "detection", "device"}),
+    "vision": frozenset({"cameras", "detection", "device", "lookout"}),
     "bell": frozenset({"bell", "device"}),
 }
 IN_PLACE = frozenset({"health", "log"})  # read afresh where they are used

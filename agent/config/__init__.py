@@ -6,7 +6,7 @@ replaced, not merged).  The merged mapping is validated once into :class:`AgentC
 which never changes while the agent runs: a reload builds a new one.
 
 One module per section (``device``, ``cameras``, ``detection``, ``bell``, ``mqtt``,
-``runtime``), the root model in ``model``, reading and merging in ``loading``, and the
+``runtime``, ``lookout``), the root model in ``model``, reading and merging in ``loading``, and the
 rendering of validation errors in ``report``.
 """
 
@@ -36,6 +36,7 @@ from agent.config.loading import (
     redacted,
     secret_files,
 )
+from agent.config.lookout import LookoutConfig, index_path
 from agent.config.model import AgentConfig
 from agent.config.mqtt import MqttConfig, TlsConfig
 from agent.config.runtime import CommandsConfig, HealthConfig, LogConfig, SpoolConfig
@@ -52,6 +53,7 @@ __all__ = [
     "GpiodInput",
     "HealthConfig",
     "LogConfig",
+    "LookoutConfig",
     "ModbusInput",
     "MotionConfig",
     "MqttConfig",
@@ -66,6 +68,7 @@ __all__ = [
     "ZoneConfig",
     "config_hash",
     "find_profile",
+    "index_path",
     "is_profile",
     "load",
     "load_mapping",

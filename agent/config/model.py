@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
 
 from agent.config.base import Strict
 from agent.config.bell import BellConfig
 from agent.config.cameras import CameraConfig
 from agent.config.detection import DetectionConfig
 from agent.config.device import DeviceConfig
+from agent.config.lookout import LookoutConfig, index_path
 from agent.config.mqtt import MqttConfig
 from agent.config.runtime import CommandsConfig, HealthConfig, LogConfig, SpoolConfig
 
@@ -28,6 +31,9 @@ class AgentConfig(Strict):
     health: HealthConfig = Field(default_factory=HealthConfig, description="Heartbeat, watchdog.")
     commands: CommandsConfig = Field(default_factory=CommandsConfig, description="Centre commands.")
     log: LogConfig = Field(default_factory=LogConfig, description="Logging.")
+    lookout: LookoutConfig = Field(
+        default_factory=LookoutConfig, description="Appearance records and their local index."
+    )
 
     @field_validator("cameras")
     @classmethod
@@ -36,3 +42,11 @@ class AgentConfig(Strict):
         if len(set(ids)) != len(ids):
             raise ValueError(f"camera ids must be unique, got {ids}")
         return cams
+
+    @model_validator(mode="after")
+    def _index_not_spool(self) -> AgentConfig:
+        # The spool is the outbox: the index must never be sent by replaying it.
+        index = index_path(self.lookout, self.spool.path).resolve()
+        if index == Path(self.spool.path).resolve():
+            raise ValueError("lookout.index_path: must not be the spool file (spool.path)")
+        return self

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agent.config import CameraConfig, DetectionConfig
+    from agent.config import CameraConfig, DetectionConfig, LookoutConfig
     from agent.outbox import EventSink
     from agent.vision.process import VisionProcess
     from agent.vision.service import VisionService
@@ -20,7 +20,11 @@ __all__ = ["make_vision"]
 
 
 def make_vision(
-    cameras: list[CameraConfig], detection: DetectionConfig, sink: EventSink
+    cameras: list[CameraConfig],
+    detection: DetectionConfig,
+    sink: EventSink,
+    *,
+    lookout: LookoutConfig | None = None,
 ) -> VisionService | VisionProcess:
     """The vision stage that ``detection.isolation`` asks for.
 
@@ -28,11 +32,13 @@ def make_vision(
     agent's GIL and a crash in a decoder or the model cannot take the bell with it.
     ``thread``: a thread of the agent (simpler to debug, one process less).  Raises what
     building the stage raises (the caller decides whether vision is worth a start).
+    ``lookout``: appearance records into the local index, its ``index_path`` resolved
+    (:func:`agent.config.index_path`); None: none are kept.
     """
     if detection.isolation == "process":
         from agent.vision.process import VisionProcess
 
-        return VisionProcess(cameras, detection, sink)
+        return VisionProcess(cameras, detection, sink, lookout=lookout)
     from agent.vision.service import VisionService
 
-    return VisionService(cameras, detection, sink)
+    return VisionService(cameras, detection, sink, lookout=lookout)

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent.config import CameraConfig, DetectionConfig
+from agent.config import CameraConfig, DetectionConfig, LookoutConfig
 from agent.events import Event
 from agent.outbox import EventSink
 from agent.vision.launch import ChildProcess, end_process, launch
@@ -146,10 +146,12 @@ class VisionProcess(Worker):
         restart_min_s: float = 1.0,
         restart_max_s: float = 30.0,
         hang_s: float = 60.0,
+        lookout: LookoutConfig | None = None,
     ) -> None:
         super().__init__("vision-rx")
         self.cameras = cameras
         self.detection = detection
+        self.lookout = lookout
         self.sink = sink
         self.restart_min_s, self.restart_max_s, self.hang_s = restart_min_s, restart_max_s, hang_s
         self._names = {
@@ -287,6 +289,7 @@ class VisionProcess(Worker):
                     detection=self.detection,
                     device_id=stamper.device_id,
                     boot_id=f"{stamper.boot_id}v{self.restarts}",  # ids replaced here anyway
+                    lookout=self.lookout,
                 )
             )
             self._child, self.pid = child, child.proc.pid

@@ -40,7 +40,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
-from agent.config import CameraConfig, DetectionConfig
+from agent.config import CameraConfig, DetectionConfig, LookoutConfig
 from agent.config.checks import camera_problems
 from agent.events import Event
 
@@ -100,6 +100,7 @@ class Config(_Message):
     detection: DetectionConfig
     device_id: str
     boot_id: str
+    lookout: LookoutConfig | None = None  # index_path resolved by the agent
 
     def __post_init__(self) -> None:
         # The same cross-key rules as a config file: the child trusts nothing it is sent.

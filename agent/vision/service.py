@@ -1,7 +1,8 @@
 """The vision service: capture threads, and one "vision" thread that analyses every camera.
 
 Per camera, at its ``fps``: newest frame -> motion gate -> detector -> tracker -> lifecycle
--> rules; object, rule and camera events go out through an :class:`EventSink` (the
+-> rules -> appearance records of person tracks (``lookout``, into the local index, never
+sent from here); object, rule and camera events go out through an :class:`EventSink` (the
 agent's Outbox, or the vision process's socket), a rule event with a masked, size-capped
 snapshot.  Nothing here may take the agent down: a camera that
 fails is reported (``camera`` events, facts), a detector that cannot load or that fails on
@@ -25,11 +26,13 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from agent.config import CameraConfig, DetectionConfig
+from agent.config import CameraConfig, DetectionConfig, LookoutConfig
 from agent.detect.detections import Detections
 from agent.detect.lifecycle import TrackEvent
 from agent.detect.pipeline import TrackPipeline
 from agent.detect.rules import RuleHit
+from agent.lookout.index import AppearanceIndex
+from agent.lookout.record import Recorder
 from agent.outbox import EventSink
 from agent.video.capture import Capture, Frame
 from agent.video.motion import MotionGate
@@ -65,6 +68,8 @@ class _Camera:
     infer_ms: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
     errors: int = 0
     last: tuple[Frame, Detections] | None = None
+    recorder: Recorder | None = None
+    lookout_ms: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
 
 
 def _pct(values: Sequence[float], q: float) -> float | None:
@@ -81,7 +86,10 @@ class VisionService(Worker):
         sink: EventSink,
         *,
         detector_factory: Callable[[], DetectorLike] | None = None,
+        lookout: LookoutConfig | None = None,
     ) -> None:
+        """``lookout`` with its ``index_path`` resolved (see :func:`agent.config.index_path`);
+        None or disabled: no appearance records."""
         super().__init__("vision")
         self.sink = sink
         self.detection = detection
@@ -98,6 +106,10 @@ class VisionService(Worker):
                 cfg, cap, MotionGate(cfg.motion), TrackPipeline(cfg, names)
             )
         self._person = names.index("person") if "person" in names else -1
+        self.index: AppearanceIndex | None = None
+        self.lookout_errors = 0
+        if lookout is not None and lookout.enabled and self.detector is not None:
+            self._open_lookout(lookout, names)
         self._requests: queue.Queue[tuple[str, str]] = queue.Queue(maxsize=REQUESTS)
         self._rules_lock = threading.Lock()
         self.snapshots = 0
@@ -114,6 +126,27 @@ class VisionService(Worker):
             self.detector_error = str(exc).splitlines()[0][:300] if str(exc) else repr(exc)
             log.error("vision: no detection, the detector could not load: %s", exc)
 
+    def _open_lookout(self, cfg: LookoutConfig, names: list[str]) -> None:
+        try:
+            self.index = AppearanceIndex(
+                cfg.index_path or "lookout.db",
+                retention_h=cfg.retention_h,
+                max_rows=cfg.max_rows,
+                max_bytes=cfg.max_bytes,
+            )
+        except Exception as exc:  # noqa: BLE001 - no index: detection goes on without it
+            log.error("vision: no appearance records, the index could not open: %s", exc)
+            return
+        for cam in self._cams.values():
+            cam.recorder = Recorder(
+                cam.cfg.id,
+                names,
+                masks=cam.cfg.privacy_masks,
+                best=cfg.best_frames,
+                refresh_s=cfg.refresh_s,
+                thumbnails=cfg.thumbnails,
+            )
+
     # ------------------------------------------------------------------ service
     def start(self) -> None:
         for cam in self._cams.values():
@@ -126,6 +159,8 @@ class VisionService(Worker):
         stopped = super().stop(timeout)
         for cam in self._cams.values():
             stopped = cam.capture.stop(max(0.1, end - time.monotonic())) and stopped
+        if self.index is not None and stopped:
+            self.index.close()
         return stopped
 
     def threads(self) -> list[threading.Thread]:
@@ -163,6 +198,8 @@ class VisionService(Worker):
                 "tracks": cam.pipeline.tracker.created,
                 "detector": "ok" if self.detector is not None else "off",
             }
+            if cam.recorder is not None:
+                out[cid]["lookout_ms_p50"] = _pct(list(cam.lookout_ms), 50)
         return out
 
     def detector_facts(self) -> dict[str, Any]:
@@ -264,10 +301,30 @@ class VisionService(Worker):
                 log.exception("vision: camera %s frame failed (%d so far)", cam.cfg.id, cam.errors)
             return
         cam.last = (frame, dets)
+        if cam.recorder is not None:
+            self._record(cam, frame, dets, result.tracked)
         for ev in result.events:
             self._object_event(cam, ev, frame.wall_ms)
         for hit in result.hits:
             self._rule_event(cam, hit, frame, dets)
+
+    def _record(self, cam: _Camera, frame: Frame, dets: Detections, tracked: Detections) -> None:
+        """Appearance records of the person tracks that ended (or are due a refresh)."""
+        assert cam.recorder is not None
+        assert self.index is not None
+        try:
+            t0 = time.perf_counter()
+            live = cam.pipeline.tracker.live_ids
+            records = cam.recorder.update(
+                frame.image, dets, tracked, live=live, t=frame.t, wall_ms=frame.wall_ms
+            )
+            if records:
+                self.index.insert(records)
+            cam.lookout_ms.append((time.perf_counter() - t0) * 1000)
+        except Exception:  # appearance records are never worth a camera's detection
+            self.lookout_errors += 1
+            if self.lookout_errors % LOG_EVERY == 1:
+                log.exception("vision: appearance records failed (%d so far)", self.lookout_errors)
 
     # ------------------------------------------------------------------ events
     def _reporter(self, cid: str) -> Callable[[str, str | None], None]:

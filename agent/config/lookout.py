@@ -1,0 +1,48 @@
+"""Lookout on the pole: appearance records of person tracks and their local index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from agent.config.base import Strict
+
+__all__ = ["INDEX_NAME", "LookoutConfig", "index_path"]
+
+INDEX_NAME = "lookout.db"
+
+
+class LookoutConfig(Strict):
+    enabled: bool = Field(
+        default=True, description="Keep appearance records of person tracks in the local index."
+    )
+    index_path: str | None = Field(
+        default=None,
+        min_length=1,
+        description="SQLite file of the appearance index; default 'lookout.db' in the "
+        "spool's folder. Never the spool itself.",
+    )
+    retention_h: float = Field(
+        default=6.0, gt=0, le=168, description="Hours a record (and its thumbnail) is kept."
+    )
+    max_rows: int = Field(default=20_000, ge=100, le=1_000_000, description="Most records kept.")
+    max_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024 * 1024, description="Most bytes of records kept."
+    )
+    best_frames: int = Field(
+        default=5, ge=1, le=20, description="Best frames of a track its colours are voted over."
+    )
+    refresh_s: float = Field(
+        default=60.0, ge=5, le=3600, description="A long track's record is rewritten this often."
+    )
+    thumbnails: bool = Field(
+        default=True, description="Keep a masked body thumbnail (at most 96x192) per record."
+    )
+
+
+def index_path(lookout: LookoutConfig, spool_path: str) -> Path:
+    """Where the index lives: ``lookout.index_path``, else next to the spool file."""
+    if lookout.index_path is not None:
+        return Path(lookout.index_path)
+    return Path(spool_path).parent / INDEX_NAME
