@@ -10,6 +10,7 @@ import pytest
 
 from agent.dev.broker import LocalBroker
 from tests.centre.observer import Centre
+from tests.fsfaults import card  # noqa: F401 - a fixture: a worn SD card (loop-mounted ext4)
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -246,7 +246,7 @@ class Spool:
                     raise SpoolError(f"spool {self.path}: {exc}") from exc
                 self._degrade(exc, "put")
         pri = Priority(row[0])
-        if pri != Priority.ALARM:
+        if pri not in (Priority.ALARM, Priority.TELEMETRY):  # the heartbeat: newest only
             self.refused[pri] += 1
             raise SpoolError(
                 f"spool {self.path} is {self.state} ({self.last_error});"

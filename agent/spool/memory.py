@@ -1,7 +1,10 @@
 """Alarms held in memory while the disk refuses writes.
 
-Only ALARM-priority rows are admitted (everything else is refused while degraded), so no
-alarm is ever dropped in favour of something less important.  When the queue is full the
+Only ALARM-priority rows are admitted, and the newest telemetry row per topic (the
+heartbeat: it is how the centre learns that the spool is degraded, so it must still go out;
+each one replaces the previous, so it never takes more than one place per topic).
+Everything else is refused while degraded, so no alarm is dropped for something less
+important.  When the queue is full the
 newest alarm is refused and counted: the first alarms of an incident are the ones that
 matter, and retained state rows replace their own older value instead of taking room.
 Rows get negative ids, so they never collide with the file's ids in the link's tables.
@@ -27,8 +30,13 @@ class MemoryQueue:
 
     def put(self, row: Row) -> int | None:
         """Hold ``row``; its (negative) id, or None when the queue is full (counted)."""
-        if row[3]:
-            old = [i for i, r in self._rows.items() if r[3] and r[1] == row[1]]
+        telemetry = row[0] == Priority.TELEMETRY
+        if row[3] or telemetry:
+            old = [
+                i
+                for i, r in self._rows.items()
+                if r[1] == row[1] and (r[3] if row[3] else r[0] == Priority.TELEMETRY)
+            ]
             for i in old:
                 del self._rows[i]
             self.coalesced += len(old)

@@ -3,107 +3,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import subprocess
 import warnings
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from agent.events import EventStamper, Topics
 from agent.outbox import Outbox
 from agent.spool import Spool, SpoolError
+from tests.fsfaults import LoopExt4
 from tests.spool.common import P, on_disk
-
-
-def run(*cmd: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, capture_output=True, text=True, check=False)
-
-
-class LoopExt4:
-    """An ext4 image in a file, on a loop device, mounted ``errors=remount-ro``."""
-
-    def __init__(self, folder: Path) -> None:
-        self.image = folder / "card.img"
-        self.mnt = folder / "card"
-        self.loops: list[str] = []  # every loop device attached, for teardown
-        self.fallback = ""
-
-    def attach_and_mount(self) -> None:
-        done = run("losetup", "--find", "--show", str(self.image))
-        if done.returncode != 0:
-            pytest.skip(f"losetup cannot attach a loop device here: {done.stderr.strip()}")
-        self.loops.append(done.stdout.strip())
-        done = run("mount", "-o", "errors=remount-ro", self.loops[-1], str(self.mnt))
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a loop-mounted ext4 here: {done.stderr.strip()}")
-
-    @property
-    def dev(self) -> str:
-        return Path(self.loops[-1]).name
-
-    def fail(self) -> None:
-        """Force an ext4 error (what a worn card does); the kernel remounts read-only."""
-        trigger = Path(f"/sys/fs/ext4/{self.dev}/trigger_fs_error")
-        if trigger.exists():
-            trigger.write_text("1")
-        else:  # an older kernel: a plain read-only remount is the closest we can get
-            self.fallback = f"{trigger} does not exist; used mount -o remount,ro instead"
-            assert run("mount", "-o", "remount,ro", str(self.mnt)).returncode == 0
-        assert "ro" in self.options() or "emergency_ro" in self.options()
-
-    def options(self) -> list[str]:
-        for line in Path("/proc/mounts").read_text().splitlines():
-            parts = line.split()
-            if parts[1] == str(self.mnt):
-                return parts[3].split(",")
-        return []
-
-    def repair(self) -> None:
-        """What a technician (or a reboot) does: unmount, e2fsck, mount again.
-
-        After an ext4 error the journal is aborted and ``remount,rw`` does not bring it back,
-        so: a lazy unmount (the spool still holds its old descriptors), e2fsck on the image,
-        and a fresh loop device mounted on the same path.
-        """
-        assert run("umount", "-l", str(self.mnt)).returncode == 0
-        run("losetup", "-d", self.loops[-1])  # detaches once the last descriptor closes
-        fsck = run("e2fsck", "-fy", str(self.image))
-        assert fsck.returncode in (0, 1, 2), fsck.stdout + fsck.stderr
-        self.attach_and_mount()
-
-    def teardown(self) -> None:
-        with contextlib.suppress(OSError):
-            while os.path.ismount(self.mnt):
-                if run("umount", "-l", str(self.mnt)).returncode != 0:
-                    break
-        for dev in self.loops:
-            if str(self.image) in run("losetup", dev).stdout:
-                run("losetup", "-d", dev)
-
-
-@pytest.fixture
-def card(tmp_path: Path) -> Iterator[LoopExt4]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root for a loop-mounted ext4")
-    for tool in ("losetup", "mkfs.ext4", "e2fsck"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"needs {tool} for a loop-mounted ext4")
-    fs = LoopExt4(tmp_path)
-    fs.mnt.mkdir()
-    with fs.image.open("wb") as f:
-        f.truncate(24 * 1024 * 1024)
-    done = run("mkfs.ext4", "-q", "-F", str(fs.image))
-    if done.returncode != 0:
-        pytest.skip(f"mkfs.ext4 failed: {done.stderr.strip()}")
-    try:
-        fs.attach_and_mount()
-        yield fs
-    finally:
-        fs.teardown()
 
 
 def test_a_read_only_card_keeps_alarms_in_memory_sends_them_and_writes_them_back(
@@ -157,5 +65,22 @@ def test_a_read_only_card_keeps_alarms_in_memory_sends_them_and_writes_them_back
         assert len(on_disk(path)) == 2
         if card.fallback:
             warnings.warn(card.fallback, stacklevel=1)
+    finally:
+        spool.close()
+
+
+def test_the_newest_heartbeat_still_goes_out_while_degraded(card: LoopExt4) -> None:
+    """The heartbeat says the spool is degraded: it must not be refused by that very state."""
+    spool = Spool(card.mnt / "spool.db")
+    try:
+        card.fail()
+        first = spool.put("hb", b"beat-1", P.TELEMETRY)
+        second = spool.put("hb", b"beat-2", P.TELEMETRY)  # replaces the first one
+        assert first < 0
+        assert second < 0
+        with pytest.raises(SpoolError):
+            spool.put("o", b"object", P.OBJECT)
+        held = [r.payload for r in spool.next_batch(10) if r.topic == "hb"]
+        assert held == [b"beat-2"]
     finally:
         spool.close()
