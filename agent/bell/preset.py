@@ -15,7 +15,6 @@ import hashlib
 import logging
 import queue
 import secrets
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,6 +24,7 @@ from xml.sax.saxutils import escape
 
 from agent import credentials
 from agent.config import PresetConfig
+from agent.worker import Worker
 
 __all__ = ["PresetMover", "goto_preset_request", "password_digest"]
 
@@ -77,13 +77,13 @@ def _password(cfg: PresetConfig) -> str:
     return credentials.read_text(cfg.password_file, "bell.preset.password_file")
 
 
-class PresetMover:
+class PresetMover(Worker):
     """Owns the ``bell-preset`` thread. ``request()`` never blocks."""
 
     def __init__(self, cfg: PresetConfig) -> None:
+        super().__init__("bell-preset")
         self.cfg = cfg
         self._q: queue.Queue[str | None] = queue.Queue(maxsize=1)
-        self._thread: threading.Thread | None = None
         self._password = ""
         self.moves = 0
         self.failures = 0
@@ -92,20 +92,14 @@ class PresetMover:
     def start(self) -> None:
         """Read the password (CredentialError if unreadable) and start the thread."""
         self._password = _password(self.cfg)
-        self._thread = threading.Thread(target=self._run, name="bell-preset", daemon=True)
-        self._thread.start()
+        super().start()
 
-    def stop(self, timeout: float) -> None:
-        if self._thread is None:
-            return
-        try:
-            self._q.put(None, timeout=timeout)
-        except queue.Full:
-            return  # a move is still running; the thread is a daemon
-        self._thread.join(timeout)
-
-    def threads(self) -> list[threading.Thread]:
-        return [self._thread] if self._thread is not None else []
+    def _wake(self) -> None:
+        # A pending move is dropped for the wake-up: stopping wins over turning the camera.
+        with contextlib.suppress(queue.Empty):
+            self._q.get_nowait()
+        with contextlib.suppress(queue.Full):
+            self._q.put_nowait(None)
 
     def request(self, event_id: str) -> bool:
         """Ask for a move; it is pending afterwards (a pending one serves this call too)."""
@@ -117,7 +111,8 @@ class PresetMover:
         return {"moves": self.moves, "failures": self.failures, "error": self.last_error}
 
     def _run(self) -> None:
-        while (event_id := self._q.get()) is not None:
+        while (event_id := self._q.get()) is not None and not self._stop.is_set():
+            self.progress()
             try:
                 self.move()
             except (OSError, urllib.error.URLError) as exc:

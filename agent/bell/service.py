@@ -35,6 +35,7 @@ from agent.config import BellConfig, DeviceConfig
 from agent.errors import BellError, CredentialError
 from agent.events import BellEvent, now_ms
 from agent.outbox import Outbox
+from agent.worker import Worker
 
 __all__ = ["BellError", "BellService"]
 
@@ -56,7 +57,7 @@ class BellHandover:
     last_activation: int | None
 
 
-class BellService:
+class BellService(Worker):
     """Watches the bell. ``start()`` starts the threads; hardware that fails is retried."""
 
     def __init__(
@@ -68,6 +69,7 @@ class BellService:
         snapshot: Callable[[str], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__("bell", clock=clock)
         self.cfg, self.device, self.outbox = cfg, device, outbox
         self.snapshot = snapshot
         self.clock = clock
@@ -83,9 +85,6 @@ class BellService:
         self.preset = PresetMover(cfg.preset) if cfg.preset is not None else None
         self.preset_error: str | None = None
         self._actions: queue.Queue[PanelAction] = queue.Queue(maxsize=64)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._progress = clock()
         self._driven = False
         self._output_retry = 0.0
         self._output_failing = False
@@ -111,27 +110,28 @@ class BellService:
                 log.error("bell: camera preset disabled: %s", exc)
         self._publish_state()  # the first retained state/bell, written by the reporter
         self.reporter.start()
-        self._thread = threading.Thread(target=self._run, name="bell", daemon=True)
-        self._thread.start()
+        super().start()
         opened = "watching" if self.input_dev.is_open else "cannot open yet (retrying)"
         log.info(
             "bell: %s the %s input (%s policy)", opened, self.backend.name, self.cfg.policy.mode
         )
 
-    def stop(self, timeout: float) -> None:
-        """Stop the thread (outputs off, input closed); waits at most ``timeout``."""
-        self._stop.set()
-        self.waker.set()
+    def stop(self, timeout: float) -> bool:
+        """Stop the thread (outputs off, input closed); waits at most ``timeout``.
+
+        False when the bell thread did not stop: its input, outputs and waker stay open.
+        """
         end = time.monotonic() + timeout
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.error("bell: thread did not stop within %.1f s", timeout)
-                return
+        if not super().stop(timeout):
+            return False
         self.reporter.stop(max(end - time.monotonic(), 0.1))
         if self.preset is not None:
             self.preset.stop(timeout)
         self.waker.close()
+        return True
+
+    def _wake(self) -> None:
+        self.waker.set()
 
     def handover(self, timeout: float) -> BellHandover:
         """Stop for a reload without switching the outputs off; what the next bell keeps.
@@ -164,11 +164,8 @@ class BellService:
     def threads(self) -> list[threading.Thread]:
         """The bell thread, its reporter and the camera preset helper when configured."""
         helpers = self.preset.threads() if self.preset is not None else []
-        own = [self._thread, self.reporter.thread()]
+        own = [*super().threads(), self.reporter.thread()]
         return [t for t in own if t is not None] + helpers
-
-    def last_progress(self) -> float:
-        return self._progress
 
     def facts(self) -> dict[str, Any]:
         """JSON-able numbers for the heartbeat (a copy made by the bell thread)."""
@@ -201,19 +198,20 @@ class BellService:
 
     # ------------------------------------------------------------------ the thread
     def _run(self) -> None:
+        for change in self._early:
+            self._report(self.panel.feed(change))
+        while not self._stop.is_set():
+            self._turn()
+
+    def _crashed(self, exc: Exception) -> None:
+        self.crashed = f"{type(exc).__name__}: {exc}"
+        log.error("bell thread crashed, the bell is NOT watched: %s", self.crashed, exc_info=exc)
+
+    def _finish(self) -> None:
         try:
-            for change in self._early:
-                self._report(self.panel.feed(change))
-            while not self._stop.is_set():
-                self._turn()
-        except Exception as exc:
-            self.crashed = f"{type(exc).__name__}: {exc}"
-            log.exception("bell thread crashed, the bell is NOT watched: %s", self.crashed)
-        finally:
-            try:
-                self._shutdown()
-            except Exception:
-                log.exception("bell: shutting down the input and outputs failed")
+            self._shutdown()
+        except Exception:
+            log.exception("bell: shutting down the input and outputs failed")
 
     def _turn(self) -> None:
         signals: list[BellSignal] = []
@@ -232,7 +230,7 @@ class BellService:
         signals += self.panel.tick(self.clock())
         signals += self._drive()  # local safety first: the strobe and siren, then the reports
         self._report(signals)
-        self._progress = self.clock()
+        self.progress()
 
     def _poll(self) -> list[Reading]:
         due = [self.panel.deadline(), self.input_dev.due(), self.output_dev.due()]

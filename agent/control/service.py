@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from agent.control.registry import (
 from agent.events import now_ms
 from agent.logs import Throttle
 from agent.outbox import Outbox
+from agent.worker import Worker
 
 __all__ = ["CommandService"]
 
@@ -42,10 +42,11 @@ MAX_WHY = 2000
 Message = tuple[str, bytes, int]  # topic, payload (or its head), size
 
 
-class CommandService:
+class CommandService(Worker):
     """Owns the ``commands`` thread. Build, ``attach`` the stages, ``start``."""
 
     def __init__(self, cfg: AgentConfig, outbox: Outbox) -> None:
+        super().__init__("commands")
         self.cfg = cfg
         self.outbox = outbox
         self.ctx = Context(cfg=cfg, outbox=outbox)
@@ -63,9 +64,6 @@ class CommandService:
         # garbage must not fill the spool with results at alarm priority.
         self._answers = TokenBucket(cfg.commands.rate_per_min, cfg.commands.rate_per_min, mono)
         self._queue: queue.Queue[Message] = queue.Queue(maxsize=QUEUE_SIZE)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._progress = mono
         self._log_gate = Throttle(LOG_EVERY_S)
         self.counts: dict[str, int] = {"ok": 0, "rejected": 0, "failed": 0, "queue_full": 0}
         self.dropped: dict[str, int] = {}
@@ -100,21 +98,7 @@ class CommandService:
     def start(self) -> None:
         if not self.keys.device:
             log.warning("commands: %s", self.keys.device_problem)
-        self._thread = threading.Thread(target=self._run, name="commands", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.error("commands: thread did not stop within %.1f s", timeout)
-
-    def threads(self) -> list[threading.Thread]:
-        return [self._thread] if self._thread is not None else []
-
-    def last_progress(self) -> float:
-        return self._progress
+        super().start()
 
     def facts(self) -> dict[str, Any]:
         return {
@@ -128,19 +112,19 @@ class CommandService:
         }
 
     # ------------------------------------------------------------------ the thread
-    def _run(self) -> None:
+    def _turn(self) -> None:
         try:
-            while not self._stop.is_set():
-                self._progress = time.monotonic()
-                try:
-                    message = self._queue.get(timeout=0.5)
-                except queue.Empty:
-                    continue
-                self._handle(*message)
+            message = self._queue.get(timeout=0.5)
+        except queue.Empty:
+            return
+        self._handle(*message)
+
+    def _finish(self) -> None:
+        if self._stop.is_set():
             self._drain()
-        except Exception:
-            log.exception("commands thread crashed; commands are no longer answered")
-            raise
+
+    def _crashed(self, exc: Exception) -> None:
+        log.error("commands thread crashed; commands are no longer answered: %s", exc, exc_info=exc)
 
     def _drain(self) -> None:
         # Stopping (or reloading): what is still queued gets its one answer, not run.

@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import logging
 import select
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +37,7 @@ from agent.mqtt.publisher import DeadLetter, Publisher, inject_sent_time
 from agent.mqtt.status import StatusInfo, status_message
 from agent.mqtt.wakeup import WakePipe
 from agent.spool import Spool
+from agent.worker import Worker
 
 __all__ = ["CommandHandler", "DeadLetter", "Link", "StatusInfo"]
 
@@ -51,7 +51,7 @@ SESSION_TAKEN_OVER = 0x8E
 SHORT_RUNS = 3
 
 
-class Link:
+class Link(Worker):
     """Owns the connection; ``start()`` it once, ``stop()`` it once.
 
     ``dead_letter(row, reason)`` receives a row the broker will never take and must take it
@@ -69,6 +69,7 @@ class Link:
         on_command: CommandHandler | None = None,
         dead_letter: DeadLetter | None = None,
     ) -> None:
+        super().__init__("link")
         self.cfg = cfg
         self.spool = spool
         self.topics = topics
@@ -76,8 +77,6 @@ class Link:
         self.on_command = on_command
         self._wakeup = WakePipe()
         self._socket_error: str | None = None  # paho's last socket error, for refusals
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
         self._client: mqtt.Client | None = None
         self._attempt: Attempt | None = None
         self._connector = Connector(cfg, cfg.client_id or status.device.id, self.wake)
@@ -89,7 +88,6 @@ class Link:
         self._short_runs = 0
         self._got_connack = False
         self._connack_deadline = 0.0
-        self._progress = time.monotonic()
         # facts for the heartbeat
         self.state = "disconnected"
         self.broker = str(self._ring.current)
@@ -106,33 +104,21 @@ class Link:
         spool.add_listener(self.wake)
 
     # ------------------------------------------------------------------ public
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._main, name="link", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0) -> bool:
         """Flush what can be flushed within ``timeout``, say offline, disconnect, join."""
         self._stop_deadline = time.monotonic() + timeout
-        self._stopping.set()
-        self.wake()
-        if self._thread is not None:
-            self._thread.join(timeout + 2.0)
-            if self._thread.is_alive():
-                log.error("MQTT link: the link thread did not stop within %.1fs", timeout + 2.0)
-                return  # it may still select on the pipe: leave it open rather than reused
+        if not super().stop(timeout + 2.0):
+            return False  # it may still select on the pipe: leave it open rather than reused
         self.spool.remove_listener(self.wake)
         self._wakeup.close()
+        return True
+
+    def _wake(self) -> None:
+        self.wake()
 
     def wake(self) -> None:
         """Make the loop look at the spool now (called by ``Spool.put``; never blocks)."""
         self._wakeup.wake()
-
-    def threads(self) -> list[threading.Thread]:
-        # Not the short-lived link-connect helpers: they end by design.
-        return [self._thread] if self._thread is not None else []
-
-    def last_progress(self) -> float:
-        return self._progress
 
     @property
     def connected(self) -> bool:
@@ -188,24 +174,25 @@ class Link:
         }
 
     # ------------------------------------------------------------------ loop
-    def _main(self) -> None:
-        try:
-            while not self._stopping.is_set():
-                now = time.monotonic()
-                self._progress = now
-                if self._client is None:
-                    self._advance_attempt(now)
-                else:
-                    self._backoff.tick(now)
-                if self.connected and self._client is not None:
-                    self._out.pump(self._client, v5=self._v5)
-                self._wait(self._timeout())
-                self._out.flush()
-                self._check_connack()
-            self._shutdown()
-        except Exception:
-            log.exception("link thread crashed")
-            raise
+    # Worker.threads(): only "link", not the short-lived link-connect helpers (they end by
+    # design and must not look like a dead critical thread).
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            now = time.monotonic()
+            self.progress(now)
+            if self._client is None:
+                self._advance_attempt(now)
+            else:
+                self._backoff.tick(now)
+            if self.connected and self._client is not None:
+                self._out.pump(self._client, v5=self._v5)
+            self._wait(self._timeout())
+            self._out.flush()
+            self._check_connack()
+        self._shutdown()
+
+    def _crashed(self, exc: Exception) -> None:
+        log.error("link thread crashed: %s", exc, exc_info=exc)
 
     def _timeout(self) -> float:
         now = time.monotonic()
