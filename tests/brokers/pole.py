@@ -98,17 +98,29 @@ def alarms(centre: Centre, count: int, timeout: float = 30.0) -> list[BellEvent]
     return got
 
 
-def ping(node: NatsNode, dev: str, timeout: float = 15.0) -> CommandResultEvent:
-    """The signed ``ping`` through the centre's own sender, on ``node``, answered."""
+def ping(
+    node: NatsNode, dev: str, timeout: float = 15.0, settle_s: float = 45.0
+) -> CommandResultEvent:
+    """The signed ``ping`` through the centre's own sender, on ``node``, answered.
+
+    Right after a node's death NATS refuses QoS 1 subscriptions for a while (its JetStream
+    consumers have no leader yet): the sender says so and is tried again, up to ``settle_s``.
+    """
     t = topics(dev)
     topic = t.cmd("ping")
-    req, payload = make_request(KEY, topic, {})
     access = BrokerAccess("127.0.0.1", node.mqtt_port)
-    client = connect_client(access.host, access.port, v5=False)
-    out = send_command(
-        client, access, topic=topic, payload=payload, result_filter=t.cmd_result, req=req,
-        timeout=timeout,
-    )  # fmt: skip
+    deadline = time.monotonic() + settle_s
+    while True:
+        req, payload = make_request(KEY, topic, {})
+        client = connect_client(access.host, access.port, v5=False)
+        out = send_command(
+            client, access, topic=topic, payload=payload, result_filter=t.cmd_result, req=req,
+            timeout=timeout,
+        )  # fmt: skip
+        refused = out.error is not None and "refused the subscription" in out.error
+        if not refused or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
     assert out.error is None, out.error
     assert dev in out.results, f"no cmd_result for ping {req} within {timeout}s"
     return out.results[dev]
