@@ -9,7 +9,7 @@ import pytest
 from agent.dev.nats import NatsCluster, nats_binary
 
 
-def _nats_missing() -> str | None:
+def nats_missing() -> str | None:
     try:
         nats_binary()
     except FileNotFoundError as exc:
@@ -19,7 +19,7 @@ def _nats_missing() -> str | None:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
-    missing = _nats_missing()
+    missing = nats_missing()
     if missing:
         pytest.skip(missing)
     c = NatsCluster(tmp_path_factory.mktemp("nats"), nodes=3).start()
