@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import socket
 import subprocess
 import time
@@ -21,6 +20,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from agent.dev.broker import sbin_binary
 
 __all__ = ["NatsCluster", "NatsNode", "listen_port", "nats_binary"]
 
@@ -55,12 +56,7 @@ def listen_port() -> int:
 
 
 def nats_binary() -> str:
-    found = shutil.which("nats-server") or (
-        "/usr/sbin/nats-server" if Path("/usr/sbin/nats-server").exists() else None
-    )
-    if not found:
-        raise FileNotFoundError("nats-server is not installed; scripts/setup.sh installs it")
-    return found
+    return sbin_binary("nats-server")
 
 
 @dataclass

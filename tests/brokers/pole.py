@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from agent.dev.nats import NatsCluster, NatsNode
 from agent.events import BellEvent, CommandResultEvent, StatusMessage, Topics, decode_event
 from tests.agentproc import AgentProcess, write_site
 from tests.centre.observer import Centre
+from tests.mqtt.test_link import settle
 
 KEY = bytes(range(7, 39))
 SITE = "test-site"
@@ -128,11 +128,3 @@ def ping(
 
 def signed(dev: str, name: str, args: dict[str, Any] | None = None) -> tuple[str, bytes]:
     return make_request(KEY, topics(dev).cmd(name), args or {})
-
-
-def settle(pred: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
