@@ -24,7 +24,9 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
         access.host, access.port, username=access.username, password=access.password,
         tls_ca=access.ca, tls_cert=access.cert, tls_key=access.key,
     )  # fmt: skip
-    monitor = Monitor(client, topic, as_json=args.json, count=args.count)
+    monitor = Monitor(
+        client, topic, as_json=args.json, count=args.count, reorder_window_s=args.reorder_window
+    )
     counts = monitor.run(access.host, access.port, timeout=args.timeout)
     if not args.json:
         print(
@@ -171,6 +173,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="print raw messages as JSON lines")
     p.add_argument("--count", type=int, help="stop after this many events")
     p.add_argument("--timeout", type=float, help="stop after this many seconds")
+    p.add_argument(
+        "--reorder-window",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="a missing seq is reported lost only after S seconds (default 30)",
+    )
     p.set_defaults(func=_cmd_monitor)
 
     _register_send(sub)

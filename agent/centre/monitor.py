@@ -1,7 +1,8 @@
 """`pole-agent monitor`: the centre's view of one pole or a whole site, in a terminal.
 
 Subscribes, validates every message against the contract, deduplicates by event id,
-reports gaps in ``seq`` per boot and devices going online/offline.  Technicians use it to
+reports seqs lost per boot (after the reorder window, :mod:`agent.centre.gaps`) and devices
+going online/offline.  Technicians use it to
 see that a pole works; the tests and the demo use it too.
 """
 
@@ -20,6 +21,7 @@ import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
 from agent import events as ev
+from agent.centre.gaps import DEFAULT_WINDOW_S, Gap, SeqTracker, dropped_ranges
 from agent.mqtt.client import ClientSpec, new_client
 
 __all__ = ["Monitor", "MonitorView", "connect_client"]
@@ -33,7 +35,7 @@ class MonitorView:
 
     colour: bool = False
     seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
-    last_seq: dict[tuple[str, str], int] = field(default_factory=dict)
+    tracker: SeqTracker = field(default_factory=SeqTracker)
     online: dict[str, bool] = field(default_factory=dict)
     counts: dict[str, int] = field(
         default_factory=lambda: {"events": 0, "duplicates": 0, "invalid": 0, "gaps": 0}
@@ -93,17 +95,28 @@ class MonitorView:
         if len(self.seen) > DEDUP_WINDOW:
             self.seen.popitem(last=False)
         self.counts["events"] += 1
+        gaps = self.tracker.see(event.dev, event.boot, event.seq)
+        if isinstance(event, ev.SystemEvent) and event.what == "spool" and event.data:
+            gaps += self.tracker.dropped(event.dev, event.boot, dropped_ranges(event.data))
+        return [*self._gap_lines(gaps), self._describe(event)]
+
+    def tick(self) -> list[str]:
+        """Lines for the seqs whose reorder window has just passed: call about once a second."""
+        return self._gap_lines(self.tracker.expire())
+
+    def _gap_lines(self, gaps: list[Gap]) -> list[str]:
         lines = []
-        key = (event.dev, event.boot)
-        last = self.last_seq.get(key)
-        if last is not None and event.seq > last + 1:
+        for g in gaps:
+            if g.state == "late":
+                lines.append(self._paint(f"{g.dev} LATE: seq {g.first} arrived after all", "36"))
+                continue
             self.counts["gaps"] += 1
-            lines.append(
-                self._paint(f"{event.dev} GAP: seq {last + 1}..{event.seq - 1} missing", "33")
+            why = (
+                "dropped by the pole"
+                if g.why == "dropped_by_pole"
+                else f"not arrived within {self.tracker.window_s:g} s"
             )
-        if last is None or event.seq > last:
-            self.last_seq[key] = event.seq
-        lines.append(self._describe(event))
+            lines.append(self._paint(f"{g.dev} GAP: seq {g.first}..{g.last} lost ({why})", "33"))
         return lines
 
     def _describe(self, e: Any) -> str:
@@ -201,13 +214,17 @@ class Monitor:
         as_json: bool = False,
         count: int | None = None,
         on_line: Callable[[str], None] | None = None,
+        reorder_window_s: float = DEFAULT_WINDOW_S,
     ) -> None:
         self.client = client
         self.filter = topic_filter
         self.out = out
         self.as_json = as_json
         self.count = count
-        self.view = MonitorView(colour=out.isatty() and not as_json)
+        self.view = MonitorView(
+            colour=out.isatty() and not as_json, tracker=SeqTracker(reorder_window_s)
+        )
+        self._lock = threading.Lock()  # paho's thread handles messages, run() ticks
         self.on_line = on_line
         self.done = threading.Event()
         client.on_connect = self._on_connect
@@ -221,6 +238,10 @@ class Monitor:
         client.subscribe(self.filter, qos=1)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self._handle(msg)
+
+    def _handle(self, msg: mqtt.MQTTMessage) -> None:
         payload = bytes(msg.payload)
         if self.as_json:
             before = self.view.counts["events"]
@@ -248,9 +269,24 @@ class Monitor:
     def run(self, host: str, port: int, timeout: float | None = None) -> dict[str, int]:
         self.client.connect_async(host, port, keepalive=30)
         self.client.loop_start()
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            self.done.wait(timeout)
+            while not self.done.wait(_tick_wait(deadline)):
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                with self._lock:
+                    lines = self.view.tick()
+                if not self.as_json:
+                    for line in lines:
+                        self._emit(line)
         finally:
             self.client.loop_stop()
             self.client.disconnect()
         return dict(self.view.counts)
+
+
+def _tick_wait(deadline: float | None) -> float:
+    """Wake once a second to report expired gaps, or at the deadline if sooner."""
+    if deadline is None:
+        return 1.0
+    return max(0.0, min(1.0, deadline - time.monotonic()))
