@@ -1,4 +1,4 @@
-"""Sub-commands of the centre's side: `monitor`, `send` and `contract schema`."""
+"""Sub-commands of the centre's side: `monitor`, `send`, `centre migrate|ingest`."""
 
 from __future__ import annotations
 
@@ -183,3 +183,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=_cmd_monitor)
 
     _register_send(sub)
+
+    from agent.centre.ingest import cli as ingest_cli
+
+    ingest_cli.register(sub)
