@@ -13,12 +13,17 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # systemd-analyze checks the unit file (tests/test_systemd.py); Debian's systemd package has it.
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+# PostgreSQL server binaries (initdb, pg_ctl) for the centre's tests and bench/fleet.py; the
+# tests start their own server on a free port, never the system's.
+command -v initdb >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
+  || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} with apt-get"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
-  # Debian starts a system broker on 1883 (and NATS on 4222); the tests and demo start their own.
+  # Debian starts a system broker on 1883 (NATS on 4222, PostgreSQL on 5432); the tests
+  # and the demo start their own.
 fi
 
 PY=${PYTHON:-python3}
@@ -32,9 +37,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
-  echo "setup: installing pole-agent and its dev tools into .venv"
+  echo "setup: installing pole-agent, its dev tools and the centre's driver into .venv"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e '.[dev,quantize]'
+  .venv/bin/python -m pip install -q -e '.[dev,quantize,centre]'
   rm -f .venv/.installed-*; touch "$stamp"
 fi
 .venv/bin/pole-agent assets fetch

@@ -1,4 +1,4 @@
-"""Sub-commands of the centre's side: `monitor`, `send` and `contract schema`."""
+"""Sub-commands of the centre's side: `monitor`, `send`, `centre migrate|ingest`."""
 
 from __future__ import annotations
 
@@ -26,7 +26,14 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
         tls_ca=access.ca, tls_cert=access.cert, tls_key=access.key, v5=args.protocol == "5",
     )  # fmt: skip
     liveness = Liveness(args.silent_after)
-    monitor = Monitor(client, topic, as_json=args.json, count=args.count, liveness=liveness)
+    monitor = Monitor(
+        client,
+        topic,
+        as_json=args.json,
+        count=args.count,
+        liveness=liveness,
+        reorder_window_s=args.reorder_window,
+    )
     counts = monitor.run(access.host, access.port, timeout=args.timeout)
     if not args.json:
         print(
@@ -186,6 +193,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="show a pole OFFLINE (silent) after this long without a heartbeat "
         "(default: 3 heartbeat periods, learnt from its heartbeats; 90 s until known)",
     )
+    p.add_argument(
+        "--reorder-window",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="a missing seq is reported lost only after S seconds (default 30)",
+    )
     p.set_defaults(func=_cmd_monitor)
 
     _register_send(sub)
+
+    from agent.centre.ingest import cli as ingest_cli
+
+    ingest_cli.register(sub)

@@ -1,9 +1,9 @@
 """`pole-agent monitor`: the centre's view of one pole or a whole site, in a terminal.
 
 Subscribes, validates every message against the contract, deduplicates by event id,
-reports gaps in ``seq`` per boot and devices going online/offline: by their status
-messages, and by the age of their last heartbeat (``liveness``), since a broker may never
-publish a will.  Technicians use it to
+reports seqs lost per boot (after the reorder window, :mod:`agent.centre.gaps`) and devices
+going online/offline: by their status messages, and by the age of their last heartbeat
+(:mod:`agent.centre.liveness`), since a broker may never publish a will.  Technicians use it to
 see that a pole works; the tests and the demo use it too.
 """
 
@@ -22,13 +22,13 @@ import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
 from agent import events as ev
+from agent.centre.gaps import DEFAULT_WINDOW_S, Gap, SeqTracker, dropped_ranges
 from agent.centre.liveness import Liveness
 from agent.mqtt.client import ClientSpec, new_client
 
 __all__ = ["Monitor", "MonitorView", "connect_client"]
 
 DEDUP_WINDOW = 10_000
-TICK_S = 0.5  # how often the monitor looks for silent poles
 
 
 @dataclass
@@ -37,13 +37,13 @@ class MonitorView:
 
     colour: bool = False
     seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
-    last_seq: dict[tuple[str, str], int] = field(default_factory=dict)
+    tracker: SeqTracker = field(default_factory=SeqTracker)
+    liveness: Liveness = field(default_factory=Liveness)
+    clock: Callable[[], float] = time.monotonic
     online: dict[str, bool] = field(default_factory=dict)
     counts: dict[str, int] = field(
         default_factory=lambda: {"events": 0, "duplicates": 0, "invalid": 0, "gaps": 0}
     )
-    liveness: Liveness = field(default_factory=Liveness)
-    clock: Callable[[], float] = time.monotonic
 
     def _paint(self, text: str, code: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if self.colour else text
@@ -101,33 +101,42 @@ class MonitorView:
         if len(self.seen) > DEDUP_WINDOW:
             self.seen.popitem(last=False)
         self.counts["events"] += 1
-        lines = []
-        key = (event.dev, event.boot)
-        last = self.last_seq.get(key)
-        if last is not None and event.seq > last + 1:
-            self.counts["gaps"] += 1
-            lines.append(
-                self._paint(f"{event.dev} GAP: seq {last + 1}..{event.seq - 1} missing", "33")
-            )
-        if last is None or event.seq > last:
-            self.last_seq[key] = event.seq
+        gaps = self.tracker.see(event.dev, event.boot, event.seq)
+        if isinstance(event, ev.SystemEvent) and event.what == "spool" and event.data:
+            gaps += self.tracker.dropped(event.dev, event.boot, dropped_ranges(event.data))
+        lines = self._gap_lines(gaps)
         if isinstance(event, ev.HealthEvent) and self.liveness.update(
             event.dev, self.clock(), event.ts
         ):
             self.online[event.dev] = True
             lines.append(self._paint(f"{event.dev} ONLINE  (heartbeats again)", "32"))
-        lines.append(self._describe(event))
-        return lines
+        return [*lines, self._describe(event)]
 
     def tick(self) -> list[str]:
-        """Lines for devices whose heartbeats stopped: each ``OFFLINE (silent)`` once."""
+        """Lines for the seqs whose reorder window has just passed, and for devices whose
+        heartbeats stopped (each ``OFFLINE (silent)`` once): call about once a second."""
+        lines = self._gap_lines(self.tracker.expire())
         now = self.clock()
-        lines = []
         for dev in self.liveness.silent(now):
             self.online[dev] = False
             age = self.liveness.age(dev, now) or 0.0
             text = f"{dev} OFFLINE (silent) no heartbeat for {age:.0f}s"
             lines.append(self._paint(text, "31"))
+        return lines
+
+    def _gap_lines(self, gaps: list[Gap]) -> list[str]:
+        lines = []
+        for g in gaps:
+            if g.state == "late":
+                lines.append(self._paint(f"{g.dev} LATE: seq {g.first} arrived after all", "36"))
+                continue
+            self.counts["gaps"] += 1
+            why = (
+                "dropped by the pole"
+                if g.why == "dropped_by_pole"
+                else f"not arrived within {self.tracker.window_s:g} s"
+            )
+            lines.append(self._paint(f"{g.dev} GAP: seq {g.first}..{g.last} lost ({why})", "33"))
         return lines
 
     def _describe(self, e: Any) -> str:
@@ -231,6 +240,7 @@ class Monitor:
         as_json: bool = False,
         count: int | None = None,
         on_line: Callable[[str], None] | None = None,
+        reorder_window_s: float = DEFAULT_WINDOW_S,
         liveness: Liveness | None = None,
     ) -> None:
         self.client = client
@@ -238,12 +248,14 @@ class Monitor:
         self.out = out
         self.as_json = as_json
         self.count = count
-        self.view = MonitorView(colour=out.isatty() and not as_json)
+        self.view = MonitorView(
+            colour=out.isatty() and not as_json, tracker=SeqTracker(reorder_window_s)
+        )
         if liveness is not None:
             self.view.liveness = liveness
+        self._lock = threading.Lock()  # paho's thread handles messages, run() ticks
         self.on_line = on_line
         self.done = threading.Event()
-        self._lock = threading.Lock()  # paho's thread feeds the view, run() ticks it
         client.on_connect = self._on_connect
         client.on_message = self._on_message
 
@@ -256,9 +268,9 @@ class Monitor:
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         with self._lock:
-            self._take(msg)
+            self._handle(msg)
 
-    def _take(self, msg: mqtt.MQTTMessage) -> None:
+    def _handle(self, msg: mqtt.MQTTMessage) -> None:
         payload = bytes(msg.payload)
         if self.as_json:
             before = self.view.counts["events"]
@@ -286,17 +298,24 @@ class Monitor:
     def run(self, host: str, port: int, timeout: float | None = None) -> dict[str, int]:
         self.client.connect_async(host, port, keepalive=30)
         self.client.loop_start()
-        end = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            while not self.done.wait(TICK_S):
-                if end is not None and time.monotonic() >= end:
+            while not self.done.wait(_tick_wait(deadline)):
+                if deadline is not None and time.monotonic() >= deadline:
                     break
+                with self._lock:
+                    lines = self.view.tick()
                 if not self.as_json:
-                    with self._lock:
-                        lines = self.view.tick()
                     for line in lines:
                         self._emit(line)
         finally:
             self.client.loop_stop()
             self.client.disconnect()
         return dict(self.view.counts)
+
+
+def _tick_wait(deadline: float | None) -> float:
+    """Wake once a second to report expired gaps, or at the deadline if sooner."""
+    if deadline is None:
+        return 1.0
+    return max(0.0, min(1.0, deadline - time.monotonic()))

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from agent.centre.gaps import SeqTracker
 from agent.centre.monitor import MonitorView
 from agent.dev.broker import LocalBroker
 from agent.events import EventStamper, StatusMessage, encode
@@ -16,19 +17,37 @@ ROOT = Path(__file__).resolve().parents[2]
 BASE = "pole/s1/p1"
 
 
-def test_view_deduplicates_and_reports_gaps() -> None:
-    view = MonitorView()
+def test_view_deduplicates_and_reports_gaps_only_after_the_window() -> None:
+    now = [0.0]
+    view = MonitorView(tracker=SeqTracker(30, clock=lambda: now[0]))
     st = EventStamper("p1")
     first = st.bell(ev="pressed")
-    st.bell(ev="released")  # seq 2 never arrives
+    second = st.bell(ev="released")  # arrives late: reordered, not lost
     third = st.bell(ev="activated", loc={"pole": "7", "lat": 37.5, "lon": 127.0})
+    st.object(ev="start", cam="c", tid=1, cls="person", sc=0.9, box=(0, 0, 1, 1))  # never comes
+    fifth = st.rule(rule="r", type="intrusion", cam="c", tids=[1])
     lines = view.handle(f"{BASE}/event/bell", encode(first))
     assert any("BELL PRESSED" in line for line in lines)
     assert view.handle(f"{BASE}/event/bell", encode(first)) == []  # duplicate
     lines = view.handle(f"{BASE}/event/bell", encode(third))
-    assert any("GAP: seq 2..2 missing" in line for line in lines)
+    assert not any("GAP" in line for line in lines)
     assert any("BELL ACTIVATED button at pole 7" in line for line in lines)
-    assert view.counts == {"events": 2, "duplicates": 1, "invalid": 0, "gaps": 1}
+    now[0] = 5.0
+    view.handle(f"{BASE}/event/bell", encode(second))
+    view.handle(f"{BASE}/event/rule", encode(fifth))
+    assert view.tick() == []
+    now[0] = 36.0
+    assert view.tick() == ["p1 GAP: seq 4..4 lost (not arrived within 30 s)"]
+    assert view.counts == {"events": 4, "duplicates": 1, "invalid": 0, "gaps": 1}
+
+
+def test_view_takes_the_poles_word_for_its_drops() -> None:
+    view = MonitorView()
+    st = EventStamper("p1")
+    st.object(ev="start", cam="c", tid=1, cls="person", sc=0.9, box=(0, 0, 1, 1))
+    notice = st.system(ev="notice", what="spool", why="evicted", data={"dropped": [[1, 1]]})
+    lines = view.handle(f"{BASE}/event/system", encode(notice))
+    assert lines[0] == "p1 GAP: seq 1..1 lost (dropped by the pole)"
 
 
 def test_view_flags_invalid_messages_and_tracks_status() -> None:

@@ -1,0 +1,152 @@
+"""`pole-agent centre migrate` and `pole-agent centre ingest`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+log = logging.getLogger(__name__)
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from agent.centre.ingest.migrate import available, migrate
+
+    done = migrate(args.db)
+    for m in done:
+        print(f"applied {m.version:03d}_{m.name}")
+    latest = available()[-1].version if available() else 0
+    print(f"schema at version {latest:03d} ({len(done)} applied now)")
+    return 0
+
+
+def _broker(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected host:port, got {text!r}")
+    return host, int(port)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    if args.workers > 1:
+        return _supervise(args)
+    from agent.centre.ingest.worker import IngestSettings, IngestWorker
+    from agent.centre.sender import BrokerAccess
+
+    password = None
+    if args.password_file:
+        password = Path(args.password_file).read_text(encoding="utf-8").strip()
+    host, port = args.broker
+    settings = IngestSettings(
+        db=args.db,
+        access=BrokerAccess(host, port, args.username, password, args.ca, args.cert, args.key),
+        group=args.group, index=args.index, prefix=args.prefix, batch_max=args.batch,
+        batch_wait_s=args.batch_ms / 1000, inflight=args.inflight,
+        reorder_window_s=args.reorder_window, silent_after_s=args.silent_after,
+    )  # fmt: skip
+    worker = IngestWorker(settings)
+    stop = _stop_on_signals()
+    stats = threading.Thread(target=_report, args=(worker, stop), name="ingest-stats", daemon=True)
+    stats.start()
+    counts = worker.run(stop)
+    log.info("%s stopped: %s", settings.client_id, counts)
+    return 0
+
+
+def _report(worker: Any, stop: threading.Event, every: float = 10.0) -> None:
+    last = 0
+    while not stop.wait(every):
+        c = worker.counts
+        log.info(
+            "%s: %.0f events/s, %d stored, %d duplicates, %d rejected, %d retries",
+            worker.s.client_id, (c.events - last) / every, c.events, c.duplicates, c.rejected,
+            c.retries,
+        )  # fmt: skip
+        last = c.events
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    """--workers N: N child processes (indexes index..index+N-1), each restarted if it dies."""
+    argv = [a for a in sys.argv[1:] if a != "-v"]
+    base = [sys.executable, "-m", "agent", *(["-v"] if args.verbose else []), *argv]
+    stop = _stop_on_signals()
+
+    def spawn(i: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([*base, "--workers", "1", "--index", str(args.index + i)])
+
+    children = [spawn(i) for i in range(args.workers)]
+    print(f"ingest: {args.workers} workers, pids {[c.pid for c in children]}", flush=True)
+    while not stop.wait(1.0):
+        for i, child in enumerate(children):
+            if child.poll() is not None:
+                log.warning("ingest worker %d exited with %s; restarting", i, child.returncode)
+                time.sleep(1.0)
+                children[i] = spawn(i)
+    for child in children:
+        child.terminate()
+    for child in children:
+        try:
+            child.wait(15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    c = sub.add_parser("centre", help="the control centre's database: migrate, ingest")
+    csub = c.add_subparsers(dest="centre_cmd", required=True, metavar="ACTION")
+    p = csub.add_parser(
+        "migrate",
+        help="create or upgrade the centre's PostgreSQL tables (idempotent)",
+        description="Apply the versioned SQL migrations that this database lacks, in order.",
+    )
+    p.add_argument("--db", required=True, help="PostgreSQL URL, postgresql://user@host/db")
+    p.set_defaults(func=_cmd_migrate)
+
+    p = csub.add_parser(
+        "ingest",
+        help="store every pole's messages in PostgreSQL (scales out: shared subscription)",
+        description="Consume <prefix>/+/+/# through the MQTT 5 shared subscription "
+        "$share/GROUP/..., write in batches, acknowledge after commit. Run several (on one "
+        "host with --workers, or on several hosts with distinct --index) to share the load.",
+    )
+    p.add_argument("--db", required=True, help="PostgreSQL URL")
+    p.add_argument("--broker", required=True, type=_broker, help="host:port of the broker")
+    p.add_argument("--group", default="ingest", help="shared subscription group (default ingest)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--index", type=int, default=0, help="first worker index: client id ingest-GROUP-INDEX"
+    )
+    p.add_argument("--prefix", default="pole", help="topic prefix (default pole)")
+    p.add_argument("--batch", type=int, default=500, help="rows per transaction at most")
+    p.add_argument("--batch-ms", type=float, default=50.0, help="wait for a batch (ms, 50)")
+    p.add_argument("--inflight", type=int, default=2000, help="unacknowledged messages at most")
+    p.add_argument(
+        "--reorder-window", type=float, default=30.0, metavar="S",
+        help="a missing seq is lost only after S seconds (default 30)",
+    )  # fmt: skip
+    p.add_argument(
+        "--silent-after", type=float, default=90.0, metavar="S",
+        help="a pole unheard for S seconds is offline, why silent (default 90)",
+    )  # fmt: skip
+    p.add_argument("--username", help="MQTT user name")
+    p.add_argument("--password-file", help="file holding the MQTT password")
+    p.add_argument("--ca", help="CA certificate for TLS")
+    p.add_argument("--cert", help="client certificate for TLS")
+    p.add_argument("--key", help="client key for TLS")
+    p.set_defaults(func=_cmd_ingest)

@@ -1,0 +1,337 @@
+"""Fleet ingest benchmark: N simulated poles through a real mosquitto into the ingest and
+a real PostgreSQL, with 1, 2 and 4 ingest workers side by side.
+
+    python -m bench.fleet --poles 2000 --seconds 20 --workers 1 2 4
+
+Each pole has its own EventStamper (the agent's own event models and envelopes): heartbeats
+every 30 s, object events at ``--objects`` per pole and second, rule events, and bell alarms
+(``activated``, fleet-wide ``--alarms`` per second).  Poles are multiplexed over
+``--connections`` MQTT connections (2,000 Python clients would measure Python, not the
+ingest).  For each worker count, on a fresh database:
+
+1. steady: the fleet's normal traffic for ``--seconds``; events/s committed and the alarm
+   end-to-end latency (the pole's ``st`` at publish to the NOTIFY that the row's COMMIT
+   sends);
+2. storm: the broker restarts, every pole reconnects at once and replays a backlog of
+   ``--backlog`` events (alarms first, as the spool does); the time until all are committed,
+   and the drain rate, which is the ingest's capacity.
+
+Memory per worker is the RSS of each worker process at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psutil
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import BaseModel
+
+from agent.centre.ingest.localdb import LocalPostgres
+from agent.centre.ingest.migrate import migrate
+from agent.dev.broker import LocalBroker
+from agent.events import EventStamper, Topics, encode, now_ms
+
+ROOT = Path(__file__).resolve().parent.parent
+BOX = (0.41, 0.22, 0.48, 0.61)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+@dataclass
+class Pole:
+    dev: str
+    topics: Topics
+    stamper: EventStamper
+    tid: int = 0
+
+    def object(self) -> tuple[str, BaseModel]:
+        self.tid += 1
+        e = self.stamper.object(ev="update", cam="cam0", tid=self.tid % 50, cls="person",
+                                sc=0.87, box=BOX, zones=["crossing"], why="periodic")  # fmt: skip
+        return self.topics.event("object"), e
+
+    def rule(self) -> tuple[str, BaseModel]:
+        e = self.stamper.rule(rule="night-intrusion", type="intrusion", cam="cam0",
+                              zone="crossing", tids=[self.tid % 50])  # fmt: skip
+        return self.topics.event("rule"), e
+
+    def heartbeat(self) -> tuple[str, BaseModel]:
+        e = self.stamper.health(up=3600, ver="0.1.0", cfg="3f2a9c", spool={"depth": {}},
+                                link={"state": "up"}, sys={"load": 0.4})  # fmt: skip
+        return self.topics.heartbeat, e
+
+    def alarm(self) -> tuple[str, BaseModel]:
+        e = self.stamper.bell(ev="activated", loc={"pole": self.dev, "lat": 37.5, "lon": 127.0})
+        return self.topics.event("bell"), e
+
+
+def stamped(msg: BaseModel) -> bytes:
+    """The message as the pole's link sends it: ``st`` set at publish."""
+    return encode(msg.model_copy(update={"st": now_ms()}))
+
+
+class Fleet:
+    """The poles and the MQTT connections they are multiplexed over."""
+
+    def __init__(self, poles: int, connections: int, port: int) -> None:
+        self.poles = [Pole(f"p{i:05d}", Topics("pole", f"s{i % 25}", f"p{i:05d}"),
+                           EventStamper(f"p{i:05d}")) for i in range(poles)]  # fmt: skip
+        self.port = port
+        self.clients: list[mqtt.Client] = []
+        self.n_conn = connections
+        self.unacked = 0
+        self._lock = threading.Lock()
+
+    def connect(self) -> None:
+        self.clients = []
+        for i in range(self.n_conn):
+            c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fleet-{i}",
+                            protocol=mqtt.MQTTv5)  # fmt: skip
+            c.max_inflight_messages_set(1000)
+            c.on_publish = self._on_publish
+            c.connect("127.0.0.1", self.port, keepalive=60)
+            c.loop_start()
+            self.clients.append(c)
+
+    def _on_publish(self, *_a: object) -> None:
+        with self._lock:
+            self.unacked -= 1
+
+    def send(self, pole_index: int, topic: str, payload: bytes) -> None:
+        with self._lock:
+            self.unacked += 1
+        self.clients[pole_index % self.n_conn].publish(topic, payload, qos=1)
+
+    def close(self) -> None:
+        for c in self.clients:
+            c.disconnect()
+            c.loop_stop()
+
+
+@dataclass
+class Run:
+    workers: int
+    steady_rate: float = 0.0
+    offered_rate: float = 0.0
+    lat: list[float] = field(default_factory=list)
+    storm_lat: list[float] = field(default_factory=list)
+    drain_s: float = 0.0
+    drain_rate: float = 0.0
+    rss_mb: list[float] = field(default_factory=list)
+
+
+class AlarmWatch:
+    """LISTEN pole_alarm: end-to-end latency of each new bell row, st to commit notice."""
+
+    def __init__(self, url: str) -> None:
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.conn.execute("LISTEN pole_alarm")
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for n in self.conn.notifies(timeout=0.5):
+                at = time.time()
+                st = json.loads(n.payload).get("st")
+                if st:
+                    self.samples.append(at - datetime.fromisoformat(st).timestamp())
+
+    def take(self) -> list[float]:
+        out, self.samples = self.samples, []
+        return out
+
+    def close(self) -> None:
+        self._stop.set()
+        self._t.join(2)
+        self.conn.close()
+
+
+def committed(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM events").fetchone()
+    return int(row[0]) if row else 0
+
+
+def wait_count(url: str, want: int, timeout: float) -> float:
+    """Seconds until ``want`` rows are committed (polled every 0.2 s)."""
+    t0 = time.monotonic()
+    while committed(url) < want and time.monotonic() - t0 < timeout:
+        time.sleep(0.2)
+    return time.monotonic() - t0
+
+
+def steady(fleet: Fleet, args: argparse.Namespace) -> int:
+    """The fleet's normal traffic for args.seconds; the number of events sent."""
+    n = len(fleet.poles)
+    rates = {"object": args.objects * n, "rule": args.rules * n, "heartbeat": n / args.heartbeat,
+             "alarm": args.alarms}  # fmt: skip
+    owed = dict.fromkeys(rates, 0.0)
+    sent = 0
+    t0 = last = time.monotonic()
+    rng = random.Random(1)
+    while (now := time.monotonic()) - t0 < args.seconds:
+        dt, last = now - last, now
+        for kind, rate in rates.items():
+            owed[kind] += rate * dt
+            while owed[kind] >= 1:
+                owed[kind] -= 1
+                i = rng.randrange(n)
+                topic, msg = getattr(fleet.poles[i], kind)()
+                fleet.send(i, topic, stamped(msg))
+                sent += 1
+        time.sleep(0.01)
+    return sent
+
+
+def wait_ingest(broker: LocalBroker, workers: int, timeout: float = 30.0) -> None:
+    """Until every worker has (re)connected to this broker process (its log says so)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = broker.log.read_text() if broker.log.exists() else ""
+        if len(set(re.findall(r" as (ingest-\S+) ", text))) >= workers:
+            time.sleep(0.5)  # and subscribed
+            return
+        time.sleep(0.1)
+    raise RuntimeError("the ingest workers did not connect")
+
+
+def storm(fleet: Fleet, broker: LocalBroker, backlog: int, workers: int) -> tuple[int, float]:
+    """Broker restart; every pole reconnects and replays ``backlog`` events, alarms first.
+
+    The poles replay once the ingest is back: mosquitto 2.0 does not keep a shared
+    subscription across its restart, so what poles publish before the ingest resubscribes
+    has no subscriber (docs/centre-ingest.md).
+    """
+    per_pole = max(1, backlog // len(fleet.poles))
+    queued: list[tuple[int, str, BaseModel]] = []
+    for i, p in enumerate(fleet.poles):
+        queued.append((i, *p.alarm()) if i % 50 == 0 else (i, *p.heartbeat()))
+        queued += [(i, *p.object()) for _ in range(per_pole - 1)]
+    queued.sort(key=lambda q: int(getattr(q[2], "pri", 4)))  # the spool's replay order
+    fleet.close()
+    broker.stop()
+    broker.log.unlink(missing_ok=True)
+    broker.start()
+    wait_ingest(broker, workers)
+    fleet.connect()
+    t0 = time.monotonic()
+    for i, topic, msg in queued:
+        fleet.send(i, topic, stamped(msg))
+    return len(queued), t0
+
+
+def start_ingest(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent", "centre", "ingest", "--db", url,
+         "--broker", f"127.0.0.1:{port}", "--group", f"w{workers}", "--workers", str(workers)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+
+
+def one_run(pg: LocalPostgres, args: argparse.Namespace, workers: int) -> Run:
+    work = Path(tempfile.mkdtemp(prefix="fleet-"))
+    broker = LocalBroker(work / "broker").start()
+    url = pg.create_database(f"fleet_{workers}_{os.getpid()}")
+    migrate(url)
+    run = Run(workers)
+    ingest = start_ingest(url, broker.port, workers)
+    watch = AlarmWatch(url)
+    fleet = Fleet(args.poles, args.connections, broker.port)
+    try:
+        wait_ingest(broker, workers)
+        fleet.connect()
+        t0 = time.monotonic()
+        sent = steady(fleet, args)
+        wait_count(url, sent, 60)
+        elapsed = time.monotonic() - t0
+        run.offered_rate = sent / args.seconds
+        run.steady_rate = committed(url) / elapsed
+        run.lat = watch.take()
+        before = committed(url)
+        n, t0 = storm(fleet, broker, args.backlog, workers)
+        wait_count(url, before + n, 120)
+        run.drain_s = time.monotonic() - t0
+        run.drain_rate = (committed(url) - before) / run.drain_s
+        run.storm_lat = watch.take()
+        kids = (
+            psutil.Process(ingest.pid).children() if workers > 1 else [psutil.Process(ingest.pid)]
+        )
+        run.rss_mb = [k.memory_info().rss / 2**20 for k in kids]
+    finally:
+        fleet.close()
+        watch.close()
+        os.killpg(ingest.pid, signal.SIGTERM)
+        ingest.wait(30)
+        broker.stop()
+    return run
+
+
+def table(runs: list[Run], args: argparse.Namespace) -> str:
+    base = runs[0]
+    lines = [
+        f"fleet: {args.poles} poles over {args.connections} connections, steady {args.seconds:g} s "
+        f"(offered {base.offered_rate:.0f} ev/s), storm backlog {args.backlog}",
+        "| workers | steady ev/s | alarm p50 / p99 ms | storm drain s | drain ev/s | ratio "
+        "| storm alarm p50 / p99 ms | RSS per worker MB |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [
+        (
+            f"| {r.workers} | {r.steady_rate:.0f} | {pct(r.lat, 50) * 1e3:.0f} / "
+            f"{pct(r.lat, 99) * 1e3:.0f} | {r.drain_s:.1f} | {r.drain_rate:.0f} | "
+            f"{r.drain_rate / base.drain_rate:.2f}x | {pct(r.storm_lat, 50) * 1e3:.0f} / "
+            f"{pct(r.storm_lat, 99) * 1e3:.0f} | {', '.join(f'{m:.0f}' for m in r.rss_mb)} |"
+        )
+        for r in runs
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--poles", type=int, default=2000)
+    ap.add_argument("--seconds", type=float, default=20.0, help="steady phase per run")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--objects", type=float, default=0.2, help="object events per pole and s")
+    ap.add_argument("--rules", type=float, default=0.005, help="rule events per pole and s")
+    ap.add_argument("--heartbeat", type=float, default=30.0, help="heartbeat period, s")
+    ap.add_argument("--alarms", type=float, default=2.0, help="bell alarms per s, fleet-wide")
+    ap.add_argument("--backlog", type=int, default=40000, help="events replayed in the storm")
+    args = ap.parse_args()
+    pg = LocalPostgres(fsync=True).start()
+    try:
+        runs = [one_run(pg, args, w) for w in args.workers]
+    finally:
+        pg.stop()
+    print(f"command: python -m bench.fleet {' '.join(sys.argv[1:])}")
+    print(f"machine: {os.cpu_count()} cores, load before {os.getloadavg()[0]:.1f}")
+    print(table(runs, args))
+
+
+if __name__ == "__main__":
+    main()

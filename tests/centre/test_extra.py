@@ -1,0 +1,24 @@
+"""The centre's database driver stays out of the pole's dependencies and imports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_psycopg_is_only_in_the_centre_extra() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not any("psycopg" in d for d in project["dependencies"])
+    assert any(d.startswith("psycopg") for d in project["optional-dependencies"]["centre"])
+
+
+def test_the_cli_does_not_import_the_driver() -> None:
+    code = "import sys, agent.cli; agent.cli.build_parser(); print('psycopg' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    assert out.stdout.strip() == "False", out.stderr
