@@ -9,6 +9,7 @@ its main loop; it only reads facts the stages already keep, so it never blocks.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,9 @@ from agent.outbox import Outbox
 from agent.spool import Spool
 
 __all__ = ["FaultWatch"]
+
+EVICTED_EVERY_S = 10.0
+MAX_RANGES = 200  # an event stays small; the centre's reorder window covers any rest
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +34,8 @@ class FaultWatch:
         self._spool_state = "ok"
         self._link_refusal: str | None = None
         self._log_dropped = 0
+        self._evicted: list[int] = []  # seqs of this boot dropped by the spool, not yet said
+        self._evicted_said = 0.0
 
     def say(self, ev: str, what: str, why: str, data: dict[str, Any] | None = None) -> None:
         """Send one system event (and log it)."""
@@ -46,7 +52,22 @@ class FaultWatch:
             self._check_link(link_facts)
         self._check_log()
 
+    def _check_evicted(self, now: float) -> None:
+        # Which seqs are gone for good, so that the centre tells loss from delay at once.
+        # Said at most every EVICTED_EVERY_S, all ranges together.
+        out = self._outbox()
+        boot = out.stamper.boot_id if out is not None else None
+        self._evicted += [seq for b, seq in self.spool.take_evicted() if b == boot]
+        if not self._evicted or now - self._evicted_said < EVICTED_EVERY_S:
+            return
+        ranges = _ranges(sorted(set(self._evicted)))
+        self._evicted, self._evicted_said = [], now
+        n = sum(b - a + 1 for a, b in ranges)
+        why = f"the spool dropped {n} event(s) to make room or at their time to live"
+        self.say("notice", "spool", why, {"dropped": [list(r) for r in ranges[:MAX_RANGES]]})
+
     def _check_spool(self) -> None:
+        self._check_evicted(time.monotonic())
         report = self.spool.take_salvage_report()
         if report is not None:
             ev = "fault" if report.lost else "notice"
@@ -77,3 +98,14 @@ class FaultWatch:
             why = f"{dropped - self._log_dropped} log lines dropped: the journal did not keep up"
             self.say("notice", "log", why, {"dropped": dropped})
             self._log_dropped = dropped
+
+
+def _ranges(seqs: list[int]) -> list[tuple[int, int]]:
+    """Sorted distinct seqs as inclusive ranges: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
+    out: list[tuple[int, int]] = []
+    for s in seqs:
+        if out and s == out[-1][1] + 1:
+            out[-1] = (out[-1][0], s)
+        else:
+            out.append((s, s))
+    return out

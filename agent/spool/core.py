@@ -193,6 +193,14 @@ class Spool:
             self._maybe_recover()
             return self.state == "ok"
 
+    def take_evicted(self) -> list[tuple[str, int]]:
+        """(boot, seq) of the events the spool dropped or expired since the last call."""
+        with self._lock:
+            if self._disk is None:
+                return []
+            taken, self._disk.evicted = self._disk.evicted, []
+            return taken
+
     def take_salvage_report(self) -> SalvageReport | None:
         """The last salvage not yet taken (once), for the runner to turn into an event."""
         with self._lock:

@@ -13,7 +13,7 @@ import shutil
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from agent.events import Priority
 from agent.logs import Throttle
@@ -29,6 +29,9 @@ T = TypeVar("T")
 _PRIORITIES = frozenset(int(p) for p in Priority)
 
 
+MAX_EVICTED = 100_000  # seqs remembered between two reports; beyond, the centre's window says it
+
+
 class Disk:
     """One open spool file and its row and byte counts per priority."""
 
@@ -42,6 +45,9 @@ class Disk:
         self.rows: dict[int, int] = {int(p): 0 for p in Priority}
         self.bytes: dict[int, int] = {int(p): 0 for p in Priority}
         self.dropped: dict[int, int] = {int(p): 0 for p in Priority}
+        # (boot, seq) of the events dropped by the bounds or expired, for the centre to be told
+        # that these seqs are gone for good (and not merely late); taken by Spool.take_evicted.
+        self.evicted: list[tuple[str, int]] = []
         self.coalesced = 0
         self.disk_full = False
         self.full_episodes = 0
@@ -113,6 +119,7 @@ class Disk:
 
     def purge(self, now: Now) -> int:
         """Delete telemetry past its time to live; returns how many."""
+        self._note_evicted(f"WHERE {EXPIRED}", now.params())
         n = self.db.execute(f"DELETE FROM outbox WHERE {EXPIRED}", now.params()).rowcount  # noqa: S608
         if n:
             self.recount()
@@ -153,11 +160,25 @@ class Disk:
             ):
                 self._drop_oldest(pri, 1)
 
+    def _note_evicted(self, where: str, params: Any) -> None:
+        # Event payloads are JSON with boot and seq; snapshots (JPEG) are not, and are skipped.
+        query = (  # ``where`` is one of this module's own clauses, never outside text
+            "SELECT json_extract(t, '$.boot'), json_extract(t, '$.seq') FROM"  # noqa: S608
+            f" (SELECT CAST(payload AS TEXT) AS t FROM outbox {where})"
+            " WHERE json_valid(t) AND json_type(t, '$.seq') = 'integer'"
+        )
+        found = self.db.execute(query, params).fetchall()
+        if len(self.evicted) < MAX_EVICTED:
+            self.evicted.extend((str(b), int(s)) for b, s in found[:MAX_EVICTED])
+
     def _drop_oldest(self, pri: int, n: int) -> int:
         rows = self.db.execute(
             "SELECT id, pri, LENGTH(payload) FROM outbox WHERE pri = ? ORDER BY id LIMIT ?",
             (pri, n),
         ).fetchall()
+        if rows:
+            marks = ",".join("?" * len(rows))
+            self._note_evicted(f"WHERE id IN ({marks})", [r[0] for r in rows])
         self._delete_counted(rows)
         self.dropped[pri] += len(rows)
         self._set_counter(f"dropped.{pri}", self.dropped[pri])
