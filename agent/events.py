@@ -70,7 +70,11 @@ class _Event(_Wire):
     id: str = Field(min_length=8, max_length=40, description="Unique event id; deduplicate on it.")
     dev: str = Field(description="Device id.")
     boot: str = Field(description="Boot id: changes at every start of the agent.")
-    seq: int = Field(ge=1, description="Per-boot sequence number; a gap means a dropped event.")
+    seq: int = Field(
+        ge=1,
+        description="Per-boot sequence number over all kinds. A missing one is late until the "
+        "centre's reorder window passes, or lost at once when the pole says it dropped it.",
+    )
     ts: int = Field(description="When it happened, UTC ms since the epoch.")
     st: int | None = Field(default=None, description="When it was sent, UTC ms (set at publish).")
     pri: Priority = Field(description="0 alarm, 1 rule, 2 object, 3 media, 4 telemetry.")
