@@ -81,6 +81,8 @@ class Runner:
         self.exit_code = EXIT_OK
         self.stages: Stages | None = None
         self._reported_dead: set[str] = set()
+        self._signalled = 0  # set by the SIGTERM/SIGINT handler (no locks in a handler)
+        self._hup = False  # set by the SIGHUP handler
         self.faults = FaultWatch(self._current_outbox, self.spool)
         # The secret files' digests as applied: a rotation since then is what a reload finds.
         self.applied_digests = secret_digests(self.cfg)
@@ -166,14 +168,16 @@ class Runner:
             log.info("vision: %d camera(s) started", len(self.cfg.cameras))
 
     def _stop_stages(self, stages: Stages, timeout: float) -> None:
+        # One budget for all: systemd's TimeoutStopSec must never be reached by the sum.
+        end = time.monotonic() + timeout
         for name in ("vision", "bell", "commands"):
             stage = getattr(stages, name)
             if stage is not None:
                 try:
-                    stage.stop(timeout)
+                    stage.stop(max(0.5, (end - time.monotonic()) / 2))
                 except Exception:
                     log.exception("%s did not stop cleanly", name)
-        stages.link.stop(timeout)
+        stages.link.stop(max(1.0, end - time.monotonic()))
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -199,7 +203,7 @@ class Runner:
         finally:
             self.notifier.stopping()
             log.info("stopping")
-            self._stop_stages(self.stages, timeout=5.0)
+            self._stop_stages(self.stages, timeout=8.0)
             self.spool.close()
             self.notifier.close()
             log.info("stopped (exit code %d)", self.exit_code)
@@ -210,6 +214,12 @@ class Runner:
         next_ping = 0.0
         ping_every = (self.notifier.watchdog_s or 0) / 2
         while not self._stop.wait(0.25):
+            if self._signalled:
+                log.info("received %s", signal.Signals(self._signalled).name)
+                return
+            if self._hup:
+                self._hup = False
+                self._reload.set()
             assert self.stages is not None
             dead = self._dead_critical(self.stages)
             if dead:
@@ -414,12 +424,14 @@ class Runner:
         if threading.current_thread() is not threading.main_thread():
             return
 
+        # A handler runs between two bytecodes of the main thread, which may hold a lock at
+        # that moment (a queue's, an Event's): taking any lock here can deadlock the stop.
+        # So the handlers only set plain attributes; the main loop reads them every tick.
         def on_stop(signum: int, _frame: FrameType | None) -> None:
-            log.info("received %s", signal.Signals(signum).name)
-            self._stop.set()
+            self._signalled = signum
 
         def on_hup(_signum: int, _frame: FrameType | None) -> None:
-            self._reload.set()
+            self._hup = True
 
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)

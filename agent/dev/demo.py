@@ -121,19 +121,28 @@ def run_demo(duration: float | None = None, press_after: float = 8.0) -> int:
     folder = DEMO_DIR.resolve()
     folder.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
+    signalled: list[int] = []
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
+        # No lock in a signal handler (Event.set takes one the main thread may hold):
+        # a plain list append, read by the main loop.
+        signalled.append(signum)
 
     previous = {s: signal.signal(s, _on_signal) for s in STOP_SIGNALS}
     try:
-        return _run(folder, stop, duration, press_after)
+        return _run(folder, stop, signalled, duration, press_after)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
 
 
-def _run(folder: Path, stop: threading.Event, duration: float | None, press_after: float) -> int:
+def _run(
+    folder: Path,
+    stop: threading.Event,
+    signalled: list[int],
+    duration: float | None,
+    press_after: float,
+) -> int:
     broker = LocalBroker(folder / "broker", persistence=False).start()
     site = write_demo_site(folder, broker.port)
     log_file = folder / "agent.log"
@@ -155,10 +164,10 @@ def _run(folder: Path, stop: threading.Event, duration: float | None, press_afte
         monitor.client.connect_async("127.0.0.1", broker.port)
         monitor.client.loop_start()
         deadline = None if duration is None else time.monotonic() + duration
-        while agent.poll() is None and not stop.is_set():
+        while agent.poll() is None and not signalled:
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            stop.wait(0.2)
+            time.sleep(0.2)
     finally:
         stop.set()
         _stop_agent(agent)
