@@ -108,7 +108,9 @@ def _supervise(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    c = sub.add_parser("centre", help="the control centre's database: migrate, ingest")
+    c = sub.add_parser(
+        "centre", help="the control centre: database migrate, ingest, operators' console, users"
+    )
     csub = c.add_subparsers(dest="centre_cmd", required=True, metavar="ACTION")
     p = csub.add_parser(
         "migrate",
@@ -150,3 +152,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--cert", help="client certificate for TLS")
     p.add_argument("--key", help="client key for TLS")
     p.set_defaults(func=_cmd_ingest)
+
+    from agent.centre.console import cli as console_cli
+
+    console_cli.register(csub)
