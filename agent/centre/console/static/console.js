@@ -54,9 +54,14 @@
       });
       const body = await r.json();
       if (!r.ok) { out.className = "result bad"; out.textContent = body.error; btn.disabled = false; return; }
+      const text = `pole answered: ${body.res}${body.why ? " (" + body.why + ")" : ""} · by ${body.by}`;
       out.className = "result " + (body.res === "ok" ? "ok" : "bad");
-      out.textContent = `pole answered: ${body.res}${body.why ? " (" + body.why + ")" : ""} · by ${body.by}`;
+      out.textContent = text;
+      const status = document.getElementById("ack-status");
+      status.className = out.className;
+      status.textContent = `${card.querySelector(".pole").firstChild.textContent.trim()}: bell-ack ${text}`;
       if (body.res !== "ok") btn.disabled = false;
+      refreshBoard();
     } catch (e) { out.className = "result bad"; out.textContent = "request failed: " + e; btn.disabled = false; }
   }
   document.addEventListener("click", e => {
