@@ -68,8 +68,12 @@ def _faults(row: Row) -> list[str]:
     if spool and spool != "ok":
         out.append(f"spool {spool}")
     for cam, facts in sorted((row.get("cams") or {}).items()):
-        if isinstance(facts, dict) and facts.get("tampered"):
+        if not isinstance(facts, dict):
+            continue
+        if facts.get("tampered"):
             out.append(f"tamper {cam}")
+        if facts.get("state") not in ("ok", "starting", "stopped", None):
+            out.append(f"camera {cam} {facts['state']}")
     return out
 
 
@@ -111,8 +115,8 @@ def _mercator(lat: float, lon: float) -> tuple[float, float]:
     return (lon + 180.0) / 360.0, 0.5 - math.log((1 + s) / (1 - s)) / (4 * math.pi)
 
 
-def map_svg(poles: list[PoleView], tiles: str | None = None, width: int = 900,
-            height: int = 420) -> str:  # fmt: skip
+def map_svg(poles: list[PoleView], tiles: str | None = None, width: int = 1400,
+            height: int = 400) -> str:  # fmt: skip
     """An SVG of the poles' positions (Web Mercator), over tiles when a URL template is given.
 
     ``tiles`` is like ``http://tiles.centre/{z}/{x}/{y}.png``: the console never assumes the
@@ -128,14 +132,16 @@ def map_svg(poles: list[PoleView], tiles: str | None = None, width: int = 900,
         return "".join(out)
     xs, ys = [x for _, x, _ in pts], [y for _, _, y in pts]
     span = max(max(xs) - min(xs), (max(ys) - min(ys)) * width / height, 1e-7)
-    zoom = max(0, min(18, math.floor(math.log2(width * 0.8 / 256 / span))))
+    # Tiles come in whole zoom levels; without them the plot fills the frame.
+    fit = math.log2(width * 0.9 / 256 / span)
+    zoom = max(0.0, min(18.0, math.floor(fit) if tiles else fit))
     scale = 256 * 2**zoom  # pixels per zoom-0 unit
     cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
     ox, oy = cx * scale - width / 2, cy * scale - height / 2
     if tiles:
         for tx in range(int(ox // 256), int((ox + width) // 256) + 1):
             for ty in range(int(oy // 256), int((oy + height) // 256) + 1):
-                url = tiles.format(z=zoom, x=tx, y=ty)
+                url = tiles.format(z=int(zoom), x=tx, y=ty)
                 out.append(f'<image href={quoteattr(url)} x="{tx * 256 - ox:.0f}" '
                            f'y="{ty * 256 - oy:.0f}" width="256" height="256"/>')  # fmt: skip
     else:
