@@ -88,8 +88,9 @@ def seed(url: str, poles: int = 40) -> None:
             msgs.append((t.event("object"), encode(obj)))
         if i in (3, 7, 11, 20):
             loc = {"pole": f"GN-{i + 1:03d}", "lat": lat, "lon": lon}
-            for _ in range(2 if i == 11 else 1):
-                msgs.append((t.event("bell"), encode(st.bell(ev="pressed", loc=loc))))
+            presses = 2 if i == 11 else 1
+            msgs += [(t.event("bell"), encode(st.bell(ev="pressed", loc=loc)))
+                     for _ in range(presses)]  # fmt: skip
             extra: dict[str, Any] = {"test": True} if i == 20 else {"preset": "crosswalk"}
             alarm = st.bell(ev="activated", loc=loc, snap=True, **extra)
             if i == 7:  # a duress hold: activated 3 s after the press

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 # channel -> SSE event name
 CHANNELS = {"pole_alarm": "alarm", "pole_status": "status", "pole_alarm_closed": "closed"}
-QUEUE = 256  # notices buffered per browser before it is told to resync
+QUEUE = 4096  # notices buffered per browser (a storm of alarms) before it must resync
 KEEPALIVE_S = 15.0
 
 Message = tuple[str, str]
@@ -90,11 +90,14 @@ class Hub:
             yield "retry: 3000\n\n"
             while True:
                 try:
-                    event, data = await asyncio.wait_for(q.get(), KEEPALIVE_S)
+                    first = await asyncio.wait_for(q.get(), KEEPALIVE_S)
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
-                yield f"event: {event}\ndata: {data}\n\n"
+                batch = [first]  # a burst goes out in one write, not one per notice
+                while not q.empty() and len(batch) < 500:
+                    batch.append(q.get_nowait())
+                yield "".join(f"event: {e}\ndata: {d}\n\n" for e, d in batch)
         finally:
             self._subs.discard(q)
 
