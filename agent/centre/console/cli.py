@@ -15,20 +15,13 @@ log = logging.getLogger(__name__)
 DEFAULT_USERS = "console-users.txt"
 
 
-def _listen(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected host:port, got {text!r}")
-    return host, int(port)
-
-
 def _cmd_console(args: argparse.Namespace) -> int:
     import uvicorn
 
     from agent.centre.console.app import ConsoleSettings, create_app
     from agent.centre.console.commands import Commander
     from agent.centre.console.users import UsersFile
-    from agent.centre.sender import BrokerAccess
+    from agent.centre.ingest.cli import broker_access
     from agent.errors import UserError
 
     users = Path(args.users)
@@ -37,15 +30,11 @@ def _cmd_console(args: argparse.Namespace) -> int:
             f"{users}: no operator yet; add one with "
             f"pole-agent centre users add NAME --role operator --users {users}"
         )
-    password = None
-    if args.password_file:
-        password = Path(args.password_file).read_text(encoding="utf-8").strip()
     secret = secrets.token_urlsafe(32)
     if args.secret_file:
         secret = Path(args.secret_file).read_text(encoding="utf-8").strip()
-    host, port = args.broker
     commander = Commander(
-        BrokerAccess(host, port, args.username, password, args.ca, args.cert, args.key),
+        broker_access(args),
         prefix=args.prefix, key_file=args.key_file, key_dir=args.key_dir,
         v5=args.protocol == "5", timeout_s=args.command_timeout,
     )  # fmt: skip
@@ -88,7 +77,7 @@ def _cmd_users_list(args: argparse.Namespace) -> int:
 
 def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``console`` and ``users`` under ``pole-agent centre``."""
-    from agent.centre.ingest.cli import _broker
+    from agent.centre.ingest.cli import access_args, host_port
 
     p = csub.add_parser(
         "console",
@@ -98,8 +87,8 @@ def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "sends signed bell-ack commands through --broker.",
     )
     p.add_argument("--db", required=True, help="PostgreSQL URL (the ingest's database)")
-    p.add_argument("--broker", required=True, type=_broker, help="host:port of the broker")
-    p.add_argument("--listen", type=_listen, default=("127.0.0.1", 8080),
+    p.add_argument("--broker", required=True, type=host_port, help="host:port of the broker")
+    p.add_argument("--listen", type=host_port, default=("127.0.0.1", 8080),
                    help="host:port to serve on (default 127.0.0.1:8080)")  # fmt: skip
     p.add_argument("--users", default=DEFAULT_USERS, help=f"operators file ({DEFAULT_USERS})")
     p.add_argument("--key-file", help="command key for every pole (64 hex digits)")
@@ -118,11 +107,7 @@ def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--command-timeout", type=float, default=10.0,
                    help="seconds to wait for a pole's cmd-result (10)")  # fmt: skip
     p.add_argument("--protocol", choices=["5", "3.1.1"], default="5", help="MQTT version")
-    p.add_argument("--username", help="MQTT user name")
-    p.add_argument("--password-file", help="file holding the MQTT password")
-    p.add_argument("--ca", help="CA certificate for TLS")
-    p.add_argument("--cert", help="client certificate for TLS")
-    p.add_argument("--key", help="client key for TLS")
+    access_args(p)
     p.set_defaults(func=_cmd_console)
 
     u = csub.add_parser("users", help="the console's operators: add, list")
