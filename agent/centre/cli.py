@@ -113,24 +113,14 @@ def _send_key(args: argparse.Namespace) -> bytes | None:
 
 
 def _cmd_send(args: argparse.Namespace) -> int:
-    from agent.centre.monitor import connect_client
-    from agent.centre.sender import send_command
-    from agent.control.auth import make_request
-    from agent.events import Topics, encode
+    from agent.centre.sender import request_command
+    from agent.events import encode
 
     access, prefix, site = _broker_target(args)
-    key = _send_key(args)
-    many = args.device == "_site"
-    topics = Topics(prefix, site, args.device)
-    topic = topics.cmd(args.command)
-    req, payload = make_request(key, topic, dict(_parse_arg(a) for a in args.arg), req=args.req)
-    client = connect_client(
-        access.host, access.port, username=access.username, password=access.password,
-        tls_ca=access.ca, tls_cert=access.cert, tls_key=access.key, v5=args.protocol == "5",
-    )  # fmt: skip
-    out = send_command(
-        client, access, topic=topic, payload=payload, req=req, timeout=args.timeout, many=many,
-        result_filter=f"{prefix}/{site}/+/cmd-result" if many else topics.cmd_result,
+    req, out = request_command(
+        access, prefix=prefix, site=site, device=args.device, command=args.command,
+        key=_send_key(args), args=dict(_parse_arg(a) for a in args.arg), timeout=args.timeout,
+        v5=args.protocol == "5", req=args.req,
     )  # fmt: skip
     if out.error or not out.results:
         why = out.error or f"no result for {args.command} (req {req}) within {args.timeout:g} s"

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from agent.events import CommandResultEvent, decode_event
 
-__all__ = ["BrokerAccess", "SendResult", "send_command"]
+__all__ = ["BrokerAccess", "SendResult", "request_command", "send_command"]
 
 
 @dataclass(frozen=True)
@@ -109,3 +109,38 @@ def send_command(
         client.disconnect()
         client.loop_stop()
     return ex.out
+
+
+def request_command(
+    access: BrokerAccess,
+    *,
+    prefix: str,
+    site: str,
+    device: str,
+    command: str,
+    key: bytes | None,
+    args: dict[str, Any] | None = None,
+    timeout: float = 10.0,
+    v5: bool = True,
+    req: str | None = None,
+) -> tuple[str, SendResult]:
+    """Sign ``command`` for ``device`` (``_site``: every device), send it, wait: (req, result).
+
+    A fresh connection per command: the console and ``pole-agent send`` share this.
+    """
+    from agent.centre.monitor import connect_client
+    from agent.control.auth import make_request
+    from agent.events import Topics
+
+    topics = Topics(prefix, site, device)
+    topic = topics.cmd(command)
+    many = device == "_site"
+    req, payload = make_request(key, topic, args, req=req)
+    client = connect_client(
+        access.host, access.port, username=access.username, password=access.password,
+        tls_ca=access.ca, tls_cert=access.cert, tls_key=access.key, v5=v5,
+    )  # fmt: skip
+    result_filter = f"{prefix}/{site}/+/cmd-result" if many else topics.cmd_result
+    out = send_command(client, access, topic=topic, payload=payload, req=req, timeout=timeout,
+                       many=many, result_filter=result_filter)  # fmt: skip
+    return req, out

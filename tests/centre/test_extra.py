@@ -1,4 +1,5 @@
-"""The centre's database driver stays out of the pole's dependencies and imports."""
+"""The centre's packages (database driver, console) stay out of the pole's dependencies and
+imports."""
 
 from __future__ import annotations
 
@@ -13,11 +14,18 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_psycopg_is_only_in_the_centre_extra() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert not any("psycopg" in d for d in project["dependencies"])
-    assert any(d.startswith("psycopg") for d in project["optional-dependencies"]["centre"])
+    centre = project["optional-dependencies"]["centre"]
+    assert any(d.startswith("psycopg") for d in centre)
+    for name in ("starlette", "uvicorn", "jinja2", "argon2-cffi"):
+        assert not any(name in d for d in project["dependencies"])
+        assert any(d.startswith(name) for d in centre)
 
 
 def test_the_cli_does_not_import_the_driver() -> None:
-    code = "import sys, agent.cli; agent.cli.build_parser(); print('psycopg' in sys.modules)"
+    code = (
+        "import sys, agent.cli; agent.cli.build_parser(); "
+        "print(any(m in sys.modules for m in ('psycopg', 'starlette', 'uvicorn', 'argon2')))"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
     )

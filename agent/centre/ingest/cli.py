@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register"]
+__all__ = ["access_args", "broker_access", "host_port", "register"]
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +28,32 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _broker(text: str) -> tuple[str, int]:
+def host_port(text: str) -> tuple[str, int]:
+    """``host:port`` for argparse (``--broker``, ``--listen``)."""
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit():
         raise argparse.ArgumentTypeError(f"expected host:port, got {text!r}")
     return host, int(port)
+
+
+def broker_access(args: argparse.Namespace) -> Any:
+    """The BrokerAccess of ``--broker`` and the flags of :func:`access_args`."""
+    from agent.centre.sender import BrokerAccess
+
+    password = None
+    if args.password_file:
+        password = Path(args.password_file).read_text(encoding="utf-8").strip()
+    host, port = args.broker
+    return BrokerAccess(host, port, args.username, password, args.ca, args.cert, args.key)
+
+
+def access_args(p: argparse.ArgumentParser) -> None:
+    """The centre's account on the broker: user, password file, TLS files."""
+    p.add_argument("--username", help="MQTT user name")
+    p.add_argument("--password-file", help="file holding the MQTT password")
+    p.add_argument("--ca", help="CA certificate for TLS")
+    p.add_argument("--cert", help="client certificate for TLS")
+    p.add_argument("--key", help="client key for TLS")
 
 
 def _stop_on_signals() -> threading.Event:
@@ -46,15 +67,10 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     if args.workers > 1:
         return _supervise(args)
     from agent.centre.ingest.worker import IngestSettings, IngestWorker
-    from agent.centre.sender import BrokerAccess
 
-    password = None
-    if args.password_file:
-        password = Path(args.password_file).read_text(encoding="utf-8").strip()
-    host, port = args.broker
     settings = IngestSettings(
         db=args.db,
-        access=BrokerAccess(host, port, args.username, password, args.ca, args.cert, args.key),
+        access=broker_access(args),
         group=args.group, index=args.index, prefix=args.prefix, batch_max=args.batch,
         batch_wait_s=args.batch_ms / 1000, inflight=args.inflight,
         reorder_window_s=args.reorder_window, silent_after_s=args.silent_after,
@@ -108,7 +124,9 @@ def _supervise(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    c = sub.add_parser("centre", help="the control centre's database: migrate, ingest")
+    c = sub.add_parser(
+        "centre", help="the control centre: database migrate, ingest, operators' console, users"
+    )
     csub = c.add_subparsers(dest="centre_cmd", required=True, metavar="ACTION")
     p = csub.add_parser(
         "migrate",
@@ -126,7 +144,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "host with --workers, or on several hosts with distinct --index) to share the load.",
     )
     p.add_argument("--db", required=True, help="PostgreSQL URL")
-    p.add_argument("--broker", required=True, type=_broker, help="host:port of the broker")
+    p.add_argument("--broker", required=True, type=host_port, help="host:port of the broker")
     p.add_argument("--group", default="ingest", help="shared subscription group (default ingest)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument(
@@ -144,9 +162,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--silent-after", type=float, default=90.0, metavar="S",
         help="a pole unheard for S seconds is offline, why silent (default 90)",
     )  # fmt: skip
-    p.add_argument("--username", help="MQTT user name")
-    p.add_argument("--password-file", help="file holding the MQTT password")
-    p.add_argument("--ca", help="CA certificate for TLS")
-    p.add_argument("--cert", help="client certificate for TLS")
-    p.add_argument("--key", help="client key for TLS")
+    access_args(p)
     p.set_defaults(func=_cmd_ingest)
+
+    from agent.centre.console import cli as console_cli
+
+    console_cli.register(csub)

@@ -1,0 +1,102 @@
+// The console's only script: the live feed (server-sent events), the alarm board's sound
+// and flash, acknowledgements, and patching the poles table in place.  No framework.
+"use strict";
+(() => {
+  const page = document.body.dataset.page;
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const liveBadge = document.getElementById("live");
+  if (!liveBadge) return; // the login page
+  const soundBtn = document.getElementById("sound");
+  let soundOn = localStorage.getItem("console-sound") !== "off";
+  const chime = new Audio("/alarm.wav");
+  const showSound = () => { soundBtn.textContent = soundOn ? "sound: on" : "sound: off"; };
+  soundBtn.addEventListener("click", () => {
+    soundOn = !soundOn; localStorage.setItem("console-sound", soundOn ? "on" : "off"); showSound();
+  });
+  showSound();
+
+  function alert_(id) {
+    if (soundOn) chime.play().catch(() => { soundBtn.textContent = "sound: click to allow"; });
+    const flash = document.getElementById("flash");
+    if (flash) { flash.hidden = false; setTimeout(() => { flash.hidden = true; }, 3000); }
+    document.title = "● ALARM · pole console";
+    window.lastAlarm = id;
+  }
+
+  // Alarm board: one fetch of the rendered rows per burst (coalesced), not per notice.
+  let refreshTimer = null; const fresh = new Set();
+  function refreshBoard() {
+    if (refreshTimer) return;
+    refreshTimer = setTimeout(async () => {
+      refreshTimer = null;
+      const r = await fetch("/alarms/rows", { headers: { Accept: "text/html" } });
+      if (!r.ok) return;
+      const keep = {};
+      document.querySelectorAll(".alarm .result").forEach(el => { keep[el.closest(".alarm").dataset.id] = el.outerHTML; });
+      document.getElementById("board").innerHTML = await r.text();
+      for (const [id, html] of Object.entries(keep)) {
+        const card = document.getElementById("alarm-" + id);
+        if (card) card.querySelector(".result").outerHTML = html;
+      }
+      fresh.forEach(id => { const c = document.getElementById("alarm-" + id); if (c) c.classList.add("new"); });
+      fresh.clear();
+      const n = document.querySelectorAll(".alarm:not(.test)").length;
+      document.getElementById("alarm-count").textContent = n ? String(n) : "";
+    }, 250);
+  }
+
+  async function acknowledge(btn) {
+    const card = btn.closest(".alarm"), out = card.querySelector(".result");
+    btn.disabled = true; out.className = "result"; out.textContent = "sending bell-ack…";
+    try {
+      const r = await fetch(`/alarms/${encodeURIComponent(btn.dataset.id)}/ack`, {
+        method: "POST", headers: { "X-CSRF-Token": csrf, Accept: "application/json" },
+      });
+      const body = await r.json();
+      if (!r.ok) { out.className = "result bad"; out.textContent = body.error; btn.disabled = false; return; }
+      const text = `pole answered: ${body.res}${body.why ? " (" + body.why + ")" : ""} · by ${body.by}`;
+      out.className = "result " + (body.res === "ok" ? "ok" : "bad");
+      out.textContent = text;
+      const status = document.getElementById("ack-status");
+      status.className = out.className;
+      status.textContent = `${card.querySelector(".pole").firstChild.textContent.trim()}: bell-ack ${text}`;
+      if (body.res !== "ok") btn.disabled = false;
+      refreshBoard();
+    } catch (e) { out.className = "result bad"; out.textContent = "request failed: " + e; btn.disabled = false; }
+  }
+  document.addEventListener("click", e => {
+    const btn = e.target.closest("button.ack"); if (btn) acknowledge(btn);
+  });
+
+  // Poles: patch the row and the dot; the level's class makes it stand out.
+  function poleStatus(d) {
+    const row = document.getElementById("pole-" + d.dev);
+    if (!row) { if (page === "poles") setTimeout(() => location.reload(), 1000); return; }
+    const level = d.status === "online" ? (row.querySelector(".faults").textContent.trim() ? "fault" : "ok") : "offline";
+    row.className = level;
+    row.querySelector(".status").innerHTML = "";
+    row.querySelector(".status").append(d.status, " ");
+    if (d.why) { const s = document.createElement("small"); s.textContent = `(${d.why})`; row.querySelector(".status").append(s); }
+    const dot = document.getElementById("dot-" + d.dev);
+    if (dot) dot.setAttribute("class", "dot " + level);
+  }
+  const only = document.getElementById("only-problems");
+  if (only) only.addEventListener("change", () => {
+    document.querySelectorAll("#poles tbody tr").forEach(tr => tr.classList.toggle("hidden-row", only.checked && tr.className === "ok"));
+  });
+
+  function connect() {
+    const es = new EventSource("/live");
+    es.onopen = () => { liveBadge.className = "live on"; };
+    es.onerror = () => { liveBadge.className = "live off"; };
+    es.addEventListener("alarm", e => {
+      const d = JSON.parse(e.data); fresh.add(d.id); alert_(d.id);
+      if (page === "alarms") refreshBoard();
+      else { const b = document.getElementById("alarm-count"); b.textContent = String((+b.textContent || 0) + 1); }
+    });
+    es.addEventListener("closed", () => { if (page === "alarms") refreshBoard(); });
+    es.addEventListener("status", e => { if (page === "poles") poleStatus(JSON.parse(e.data)); });
+    es.addEventListener("resync", () => { if (page === "alarms") refreshBoard(); else if (page === "poles") location.reload(); });
+  }
+  connect();
+})();
