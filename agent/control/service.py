@@ -58,7 +58,8 @@ class CommandService(Worker):
             by_name(COMMANDS),
             self.keys,
             mono=mono,
-            replay_file=Path(cfg.spool.path).with_name("commands-replay.json"),
+            # next to the spool this service really writes to (not a path relative to the cwd)
+            replay_file=Path(outbox.spool.path).with_name("commands-replay.json"),
         )
         # Rejections are answered too, so answers are rate-limited as well: a flood of
         # garbage must not fill the spool with results at alarm priority.
