@@ -17,9 +17,11 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from agent.config import ConfigError, MqttConfig
+from agent.config import MqttConfig
+from agent.config.mqtt import Broker
+from agent.errors import AgentError
 from agent.events import Topics
-from agent.mqtt.client import client_spec, new_client
+from agent.mqtt.client import ClientSetupError, client_spec, new_client
 
 __all__ = ["ProbeResult", "probe"]
 
@@ -80,26 +82,33 @@ def _client(cfg: MqttConfig, client_id: str, password: str | None) -> mqtt.Clien
     return new_client(replace(spec, clean_session=True))
 
 
-def probe(cfg: MqttConfig, topics: Topics, client_id: str, timeout: float = 5.0) -> ProbeResult:
-    """Check the link the way the agent would use it; never raises."""
+def probe(
+    cfg: MqttConfig,
+    topics: Topics,
+    client_id: str,
+    timeout: float = 5.0,
+    broker: Broker | None = None,
+) -> ProbeResult:
+    """Check the link to ``broker`` (default: the first) the way the agent would; never raises."""
+    target = broker or cfg.brokers()[0]
     try:
         password = cfg.resolve_password()
-    except (OSError, ConfigError) as exc:
+    except (OSError, AgentError) as exc:
         return ProbeResult(False, "credentials", f"cannot read the MQTT password: {exc}")
     p = _Probe(topics)
     try:
         client = _client(cfg, client_id, password)
-    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: unreadable CA or key
+    except (OSError, ValueError, ClientSetupError) as exc:  # unreadable or mismatched TLS files
         return ProbeResult(False, "tls", f"cannot load the TLS files: {exc}")
     client.on_connect, client.on_subscribe = p.on_connect, p.on_subscribe
     client.on_publish, client.on_message = p.on_publish, p.on_message
     client.on_disconnect = p.on_disconnect
     try:
-        client.connect(cfg.host, cfg.port, keepalive=max(5, int(timeout) + 5))
+        client.connect(target.host, target.port, keepalive=max(5, int(timeout) + 5))
     except ssl.SSLError as exc:
         return ProbeResult(False, "tls", f"TLS handshake failed: {exc.reason or exc}")
     except (OSError, ValueError) as exc:
-        return ProbeResult(False, "connect", f"cannot reach {cfg.host}:{cfg.port}: {exc}")
+        return ProbeResult(False, "connect", f"cannot reach {target}: {exc}")
     client.loop_start()
     try:
         if not p.done.wait(timeout):

@@ -220,14 +220,26 @@ def check_broker(cfg: AgentConfig) -> Check:
     from agent.mqtt.probe import probe
 
     topics = Topics(cfg.mqtt.topic_prefix, cfg.device.site, cfg.device.id)
-    res = probe(cfg.mqtt, topics, client_id=f"{cfg.device.id}-doctor")
-    where = f"{cfg.mqtt.host}:{cfg.mqtt.port}{' (TLS)' if cfg.mqtt.tls else ''}"
-    if res.ok:
-        rtt = res.rtt_ms or 0.0
+    tls = " (TLS)" if cfg.mqtt.tls else ""
+    # Every broker of mqtt.hosts: the unit fails over between them, so each must work.
+    results = [
+        (f"{b}{tls}", probe(cfg.mqtt, topics, client_id=f"{cfg.device.id}-doctor", broker=b))
+        for b in cfg.mqtt.brokers()
+    ]
+    failed = [(where, res) for where, res in results if not res.ok]
+    if not failed:
+        rtts = [res.rtt_ms or 0.0 for _, res in results]
+        said = "; ".join(
+            f"{w}: round trip {r:.0f} ms" for (w, _), r in zip(results, rtts, strict=True)
+        )
         return Check(
-            "broker", "pass", f"{where}: login ok, command topic round trip {rtt:.0f} ms",
-            data={"rtt_ms": round(rtt, 1)},
+            "broker", "pass", f"login ok, command topic round trip: {said}",
+            data={"rtt_ms": round(max(rtts), 1)},
         )  # fmt: skip
+    where, res = failed[0]
+    if len(results) > 1:
+        ok = len(results) - len(failed)
+        where = f"{where} ({ok} of {len(results)} brokers answered)"
     fixes = {
         "credentials": "store the password again: pole-agent provision --password-file FILE",
         "connect": "check mqtt.host and mqtt.port, the network and the firewall",

@@ -221,3 +221,28 @@ def test_a_modbus_bell_input_and_its_outputs(
         failed = [k for k, s in statuses(report).items() if s == "fail"]
         assert failed == ["bell input", "outputs"]
         assert "failed polls" in report["bell input"]["detail"]
+
+
+def test_every_broker_of_the_unit_is_checked(tmp_path: Path, broker: LocalBroker) -> None:
+    """A unit fails over between its brokers, so the doctor tries each; one dead one fails."""
+    dead = LocalBroker(tmp_path / "dead", passwords={"dev-1": PASSWORD}, persistence=False)
+    dead_port = dead.port  # chosen, never started
+    mqtt = {
+        "hosts": [f"127.0.0.1:{broker.port}", f"127.0.0.1:{dead_port}"],
+        "username": "dev-1",
+        "password_file": str(tmp_path / "pw"),
+    }
+    code, report = doctor(site(tmp_path, broker.port, mqtt=mqtt, cameras=[]))
+    assert code == 1
+    detail = report["broker"]["detail"]
+    assert f"127.0.0.1:{dead_port} (1 of 2 brokers answered)" in detail
+    assert "cannot reach" in detail
+
+
+def test_a_missing_password_file_is_a_clear_failure(tmp_path: Path, broker: LocalBroker) -> None:
+    config = site(tmp_path, broker.port, cameras=[])
+    (tmp_path / "pw").unlink()
+    code, report = doctor(config)
+    assert code == 1
+    assert report["broker"]["status"] == "fail"
+    assert "cannot read the MQTT password" in report["broker"]["detail"]
