@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.detect.detections import Detections
+from agent.detect.tracker import iou_matrix as tracker_iou
 
 __all__ = ["Agreement", "iou_matrix", "match"]
 
@@ -65,9 +66,8 @@ class Agreement:
 
 
 def iou_matrix(a: F32, b: F32) -> F32:
-    """IoU of every box of ``a`` (N, 4) with every box of ``b`` (M, 4), xyxy."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), dtype=np.float32)
+    """IoU of every box of ``a`` (N, 4) with every box of ``b`` (M, 4), xyxy (the tracker's)."""
+    return np.asarray(tracker_iou(a.astype(np.float64), b.astype(np.float64)), dtype=np.float32)
     x1 = np.maximum(a[:, None, 0], b[None, :, 0])
     y1 = np.maximum(a[:, None, 1], b[None, :, 1])
     x2 = np.minimum(a[:, None, 2], b[None, :, 2])
