@@ -1,4 +1,5 @@
-"""The centre's database driver stays out of the pole's dependencies and imports."""
+"""The centre's database driver and NATS client stay out of the pole's dependencies and
+imports."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_psycopg_is_only_in_the_centre_extra() -> None:
+def test_psycopg_and_nats_are_only_in_the_centre_extra() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert not any("psycopg" in d for d in project["dependencies"])
-    assert any(d.startswith("psycopg") for d in project["optional-dependencies"]["centre"])
+    for name in ("psycopg", "nats-py"):
+        assert not any(name in d for d in project["dependencies"])
+        assert any(d.startswith(name) for d in project["optional-dependencies"]["centre"])
 
 
 def test_the_cli_does_not_import_the_driver() -> None:
-    code = "import sys, agent.cli; agent.cli.build_parser(); print('psycopg' in sys.modules)"
+    code = (
+        "import sys, agent.cli; agent.cli.build_parser(); "
+        "print('psycopg' in sys.modules or 'nats' in sys.modules)"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
     )
