@@ -146,32 +146,38 @@ def test_a_real_agent_lands_every_kind_once(
 _KINDS = ("bell", "object", "rule", "camera", "system", "health", "cmd_result")
 
 
-def test_two_workers_share_a_burst(nats: NatsCluster, db: str, group: str) -> None:
-    procs = [ingest_proc(db, nats, group, i) for i in (0, 1)]
-    pub = publisher(nats.nodes[0])
-    payloads = burst(2000)
+@contextmanager
+def two_workers(
+    db: str, cluster: NatsCluster, group: str, node: NatsNode
+) -> Iterator[tuple[list[subprocess.Popen[str]], Centre]]:
+    """Two ingest processes in ``group``, bound, and a publisher on ``node``."""
+    procs = [ingest_proc(db, cluster, group, i) for i in (0, 1)]
+    pub = publisher(node)
     try:
         time.sleep(2.0)  # both bound to the consumer
-        for p in payloads:
-            pub.client.publish(f"{BASE}/event/object", p, qos=1)
-        wait_until(lambda: count(db) == len(payloads), timeout=40)
-        stored = [stored_by(p) for p in procs]
+        yield procs, pub
     finally:
         pub.close()
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.communicate()
+
+
+def test_two_workers_share_a_burst(nats: NatsCluster, db: str, group: str) -> None:
+    payloads = burst(2000)
+    with two_workers(db, nats, group, nats.nodes[0]) as (procs, pub):
+        for p in payloads:
+            pub.client.publish(f"{BASE}/event/object", p, qos=1)
+        wait_until(lambda: count(db) == len(payloads), timeout=40)
+        stored = [stored_by(p) for p in procs]
     assert all(n > 0 for n in stored), stored
     assert sum(stored) == len(payloads)
 
 
 def test_a_worker_killed_mid_burst_loses_nothing(nats: NatsCluster, db: str, group: str) -> None:
-    procs = [ingest_proc(db, nats, group, i) for i in (0, 1)]
-    pub = publisher(nats.nodes[1])
     payloads = burst(3000)
-    try:
-        time.sleep(2.0)
+    with two_workers(db, nats, group, nats.nodes[1]) as (procs, pub):
         for i, p in enumerate(payloads):
             pub.client.publish(f"{BASE}/event/object", p, qos=1)
             if i == 1500:
@@ -181,12 +187,6 @@ def test_a_worker_killed_mid_burst_loses_nothing(nats: NatsCluster, db: str, gro
         # ... is delivered again to the survivor after the ack wait (3 s): no restart needed
         wait_until(lambda: count(db) == len(payloads), timeout=40)
         assert stored_by(procs[1]) > 0
-    finally:
-        pub.close()
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
 
 
 @pytest.mark.slow
