@@ -47,6 +47,18 @@ def publisher(node: NatsNode) -> Centre:
     return Centre(node.mqtt_port, "pole/none/#", v5=False)
 
 
+async def _leaders(cluster: NatsCluster, group: str) -> tuple[str, str]:
+    """The nodes leading the group's consumer and the stream ``$MQTT_msgs``."""
+    nc = await nats.connect(servers(cluster), connect_timeout=2)
+    try:
+        js = nc.jetstream(timeout=10)
+        ci = await js.consumer_info(MQTT_STREAM, consumer_name(group))
+        si = await js.stream_info(MQTT_STREAM)
+        return str(ci.cluster and ci.cluster.leader), str(si.cluster and si.cluster.leader)
+    finally:
+        await nc.close()
+
+
 async def _drop_consumer(cluster: NatsCluster, group: str) -> None:
     nc = await nats.connect(servers(cluster), connect_timeout=2)
     try:
@@ -196,6 +208,7 @@ def test_the_ingest_fails_over_when_its_node_dies(nats: NatsCluster, db: str, gr
     with nats_worker(db, nats, group, ack_wait_s=5.0) as worker:
         (home,) = [n for n in nats.nodes if worker.server == f"127.0.0.1:{n.client_port}"]
         far = next(n for n in nats.nodes if n is not home)
+        consumer_leader, stream_leader = asyncio.run(_leaders(nats, group))
         pub = publisher(far)
         payloads = burst(400)
         sent_at: list[float] = []
@@ -221,5 +234,6 @@ def test_the_ingest_fails_over_when_its_node_dies(nats: NatsCluster, db: str, gr
     median = delays[len(delays) // 2]
     print(
         f"\nnode killed: worst publish-to-commit {worst:.1f} s, median {median:.2f} s, "
-        f"last row {stall:.1f} s after the kill (publishing went on for 15 s)"
+        f"last row {stall:.1f} s after the kill (publishing went on for 15 s); killed "
+        f"{home.name}, consumer leader {consumer_leader}, stream leader {stream_leader}"
     )

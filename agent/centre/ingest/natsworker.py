@@ -106,7 +106,8 @@ class NatsIngestWorker:
     # ------------------------------------------------------------------ connection
     async def _connect(self, stop: threading.Event) -> NatsClient | None:
         async def disconnected() -> None:
-            log.warning("%s: disconnected from %s", self.s.client_id, self.server)
+            if not nc.is_closed:
+                log.warning("%s: disconnected from %s", self.s.client_id, self.server)
             self.server = None
 
         async def reconnected() -> None:
