@@ -37,7 +37,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
-  echo "setup: installing pole-agent, its dev tools and the centre's driver into .venv"
+  echo "setup: installing pole-agent, its dev tools and the centre's database driver and NATS client into .venv"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q -e '.[dev,quantize,centre]'
   rm -f .venv/.installed-*; touch "$stamp"
