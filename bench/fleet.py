@@ -1,7 +1,12 @@
-"""Fleet ingest benchmark: N simulated poles through a real mosquitto into the ingest and
-a real PostgreSQL, with 1, 2 and 4 ingest workers side by side.
+"""Fleet ingest benchmark: N simulated poles through a real mosquitto or a real three-node
+NATS cluster into the ingest and a real PostgreSQL, with 1, 2 and 4 ingest workers side by
+side.
 
-    python -m bench.fleet --poles 2000 --seconds 20 --workers 1 2 4
+    python -m bench.fleet --poles 2000 --seconds 20 --workers 1 2 4 --broker mosquitto nats
+
+On mosquitto the poles speak MQTT 5 and the ingest shares a ``$share`` subscription; on NATS
+the poles speak MQTT 3.1.1 to the three nodes' MQTT listeners (connections spread over them)
+and the ingest pulls from its durable JetStream consumer (``--nats``).
 
 Each pole has its own EventStamper (the agent's own event models and envelopes): heartbeats
 every 30 s, object events at ``--objects`` per pole and second, rule events, and bell alarms
@@ -12,9 +17,9 @@ ingest).  For each worker count, on a fresh database:
 1. steady: the fleet's normal traffic for ``--seconds``; events/s committed and the alarm
    end-to-end latency (the pole's ``st`` at publish to the NOTIFY that the row's COMMIT
    sends);
-2. storm: the broker restarts, every pole reconnects at once and replays a backlog of
-   ``--backlog`` events (alarms first, as the spool does); the time until all are committed,
-   and the drain rate, which is the ingest's capacity.
+2. storm: the broker restarts (every node of the cluster), every pole reconnects at once
+   and replays a backlog of ``--backlog`` events (alarms first, as the spool does); the time
+   until all are committed, and the drain rate, which is the ingest's capacity.
 
 Memory per worker is the RSS of each worker process at the end.
 """
@@ -32,6 +37,8 @@ import sys
 import tempfile
 import threading
 import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -45,6 +52,7 @@ from pydantic import BaseModel
 from agent.centre.ingest.localdb import LocalPostgres
 from agent.centre.ingest.migrate import migrate
 from agent.dev.broker import LocalBroker
+from agent.dev.nats import NatsCluster
 from agent.events import EventStamper, Topics, encode, now_ms
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,10 +102,10 @@ def stamped(msg: BaseModel) -> bytes:
 class Fleet:
     """The poles and the MQTT connections they are multiplexed over."""
 
-    def __init__(self, poles: int, connections: int, port: int) -> None:
+    def __init__(self, poles: int, connections: int, broker: Broker) -> None:
         self.poles = [Pole(f"p{i:05d}", Topics("pole", f"s{i % 25}", f"p{i:05d}"),
                            EventStamper(f"p{i:05d}")) for i in range(poles)]  # fmt: skip
-        self.port = port
+        self.broker = broker
         self.clients: list[mqtt.Client] = []
         self.n_conn = connections
         self.unacked = 0
@@ -107,10 +115,11 @@ class Fleet:
         self.clients = []
         for i in range(self.n_conn):
             c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fleet-{i}",
-                            protocol=mqtt.MQTTv5)  # fmt: skip
+                            protocol=self.broker.protocol)  # fmt: skip
             c.max_inflight_messages_set(1000)
             c.on_publish = self._on_publish
-            c.connect("127.0.0.1", self.port, keepalive=60)
+            ports = self.broker.mqtt_ports
+            c.connect("127.0.0.1", ports[i % len(ports)], keepalive=60)
             c.loop_start()
             self.clients.append(c)
 
@@ -131,12 +140,14 @@ class Fleet:
 
 @dataclass
 class Run:
+    broker: str
     workers: int
     steady_rate: float = 0.0
     offered_rate: float = 0.0
     lat: list[float] = field(default_factory=list)
     storm_lat: list[float] = field(default_factory=list)
     drain_s: float = 0.0
+    first_s: float = 0.0  # replay start to the first row committed after the restart
     drain_rate: float = 0.0
     rss_mb: list[float] = field(default_factory=list)
 
@@ -176,11 +187,11 @@ def committed(url: str) -> int:
     return int(row[0]) if row else 0
 
 
-def wait_count(url: str, want: int, timeout: float) -> float:
-    """Seconds until ``want`` rows are committed (polled every 0.2 s)."""
+def wait_count(url: str, want: int, timeout: float, every: float = 0.2) -> float:
+    """Seconds until ``want`` rows are committed (polled ``every`` s)."""
     t0 = time.monotonic()
     while committed(url) < want and time.monotonic() - t0 < timeout:
-        time.sleep(0.2)
+        time.sleep(every)
     return time.monotonic() - t0
 
 
@@ -207,24 +218,107 @@ def steady(fleet: Fleet, args: argparse.Namespace) -> int:
     return sent
 
 
-def wait_ingest(broker: LocalBroker, workers: int, timeout: float = 30.0) -> None:
-    """Until every worker has (re)connected to this broker process (its log says so)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = broker.log.read_text() if broker.log.exists() else ""
-        if len(set(re.findall(r" as (ingest-\S+) ", text))) >= workers:
-            time.sleep(0.5)  # and subscribed
-            return
-        time.sleep(0.1)
-    raise RuntimeError("the ingest workers did not connect")
+class Broker(ABC):
+    """What the benchmark needs of a broker: ports, the ingest's arguments, a restart."""
+
+    name = ""
+    protocol = mqtt.MQTTv5
+    mqtt_ports: list[int]
+    keeps_messages = False  # for the ingest while it reconnects after a restart
+
+    @abstractmethod
+    def start(self) -> None: ...
+    @abstractmethod
+    def stop(self) -> None: ...
+    @abstractmethod
+    def restart(self) -> None: ...
+    @abstractmethod
+    def ingest_args(self) -> list[str]: ...
+    @abstractmethod
+    def ingest_connected(self) -> set[str]: ...
+
+    def wait_ingest(self, workers: int, timeout: float = 60.0) -> None:
+        """Until every worker has (re)connected (and, a moment later, subscribed)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.ingest_connected()) >= workers:
+                time.sleep(1.0)
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"the ingest workers did not connect to {self.name}")
 
 
-def storm(fleet: Fleet, broker: LocalBroker, backlog: int, workers: int) -> tuple[int, float]:
+class Mosquitto(Broker):
+    name = "mosquitto"
+
+    def __init__(self, work: Path) -> None:
+        self.b = LocalBroker(work / "broker")
+
+    def start(self) -> None:
+        self.b.start()
+        self.mqtt_ports = [self.b.port]
+
+    def stop(self) -> None:
+        self.b.stop()
+
+    def restart(self) -> None:
+        self.b.stop()
+        self.b.log.unlink(missing_ok=True)
+        self.b.start()
+
+    def ingest_args(self) -> list[str]:
+        return ["--broker", f"127.0.0.1:{self.b.port}"]
+
+    def ingest_connected(self) -> set[str]:
+        text = self.b.log.read_text() if self.b.log.exists() else ""
+        return set(re.findall(r" as (ingest-\S+) ", text))
+
+
+class Nats(Broker):
+    """Three nodes; poles spread over their MQTT listeners, the ingest on JetStream."""
+
+    name = "nats"
+    protocol = mqtt.MQTTv311
+    keeps_messages = True  # the durable consumer outlives a restart of the whole cluster
+
+    def __init__(self, work: Path) -> None:
+        self.c = NatsCluster(work / "nats", nodes=3)
+        self.mqtt_ports = [n.mqtt_port for n in self.c.nodes]
+
+    def start(self) -> None:
+        self.c.start(timeout=60)
+
+    def stop(self) -> None:
+        self.c.stop()
+
+    def restart(self) -> None:
+        self.c.stop()
+        self.c.start(timeout=60)
+
+    def ingest_args(self) -> list[str]:
+        return ["--nats", ",".join(f"nats://127.0.0.1:{n.client_port}" for n in self.c.nodes)]
+
+    def ingest_connected(self) -> set[str]:
+        names: set[str] = set()
+        for node in self.c.nodes:
+            try:
+                conns = node.monitor("/connz?limit=4096").get("connections") or []
+            except (OSError, ValueError):
+                continue
+            names |= {c.get("name", "") for c in conns if c.get("name", "").startswith("ingest-")}
+        return names
+
+
+BROKERS: dict[str, Callable[[Path], Broker]] = {"mosquitto": Mosquitto, "nats": Nats}
+
+
+def storm(fleet: Fleet, broker: Broker, backlog: int, workers: int) -> tuple[int, float]:
     """Broker restart; every pole reconnects and replays ``backlog`` events, alarms first.
 
-    The poles replay once the ingest is back: mosquitto 2.0 does not keep a shared
-    subscription across its restart, so what poles publish before the ingest resubscribes
-    has no subscriber (docs/centre-ingest.md).
+    On mosquitto the poles replay once the ingest is back: mosquitto 2.0 does not keep a
+    shared subscription across its restart, so what poles publish before the ingest
+    resubscribes has no subscriber (docs/centre-ingest.md).  NATS keeps the durable consumer
+    and its messages: the poles replay as soon as the cluster is up.
     """
     per_pole = max(1, backlog // len(fleet.poles))
     queued: list[tuple[int, str, BaseModel]] = []
@@ -233,10 +327,9 @@ def storm(fleet: Fleet, broker: LocalBroker, backlog: int, workers: int) -> tupl
         queued += [(i, *p.object()) for _ in range(per_pole - 1)]
     queued.sort(key=lambda q: int(getattr(q[2], "pri", 4)))  # the spool's replay order
     fleet.close()
-    broker.stop()
-    broker.log.unlink(missing_ok=True)
-    broker.start()
-    wait_ingest(broker, workers)
+    broker.restart()
+    if not broker.keeps_messages:
+        broker.wait_ingest(workers)
     fleet.connect()
     t0 = time.monotonic()
     for i, topic, msg in queued:
@@ -244,36 +337,38 @@ def storm(fleet: Fleet, broker: LocalBroker, backlog: int, workers: int) -> tupl
     return len(queued), t0
 
 
-def start_ingest(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
+def start_ingest(url: str, broker: Broker, workers: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "agent", "centre", "ingest", "--db", url,
-         "--broker", f"127.0.0.1:{port}", "--group", f"w{workers}", "--workers", str(workers)],
+        [sys.executable, "-m", "agent", "centre", "ingest", "--db", url, *broker.ingest_args(),
+         "--group", f"w{workers}", "--workers", str(workers)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
 
 
-def one_run(pg: LocalPostgres, args: argparse.Namespace, workers: int) -> Run:
+def one_run(pg: LocalPostgres, args: argparse.Namespace, name: str, workers: int) -> Run:
     work = Path(tempfile.mkdtemp(prefix="fleet-"))
-    broker = LocalBroker(work / "broker").start()
-    url = pg.create_database(f"fleet_{workers}_{os.getpid()}")
+    broker = BROKERS[name](work)
+    broker.start()
+    url = pg.create_database(f"fleet_{name}_{workers}_{os.getpid()}")
     migrate(url)
-    run = Run(workers)
-    ingest = start_ingest(url, broker.port, workers)
+    run = Run(name, workers)
+    ingest = start_ingest(url, broker, workers)
     watch = AlarmWatch(url)
-    fleet = Fleet(args.poles, args.connections, broker.port)
+    fleet = Fleet(args.poles, args.connections, broker)
     try:
-        wait_ingest(broker, workers)
+        broker.wait_ingest(workers)
         fleet.connect()
         t0 = time.monotonic()
         sent = steady(fleet, args)
-        wait_count(url, sent, 60)
+        wait_count(url, sent, args.timeout)
         elapsed = time.monotonic() - t0
         run.offered_rate = sent / args.seconds
         run.steady_rate = committed(url) / elapsed
         run.lat = watch.take()
         before = committed(url)
         n, t0 = storm(fleet, broker, args.backlog, workers)
-        wait_count(url, before + n, 120)
+        run.first_s = wait_count(url, before + 1, args.timeout, every=0.05)
+        wait_count(url, before + n, args.timeout)
         run.drain_s = time.monotonic() - t0
         run.drain_rate = (committed(url) - before) / run.drain_s
         run.storm_lat = watch.take()
@@ -293,16 +388,17 @@ def one_run(pg: LocalPostgres, args: argparse.Namespace, workers: int) -> Run:
 def table(runs: list[Run], args: argparse.Namespace) -> str:
     base = runs[0]
     lines = [
-        f"fleet: {args.poles} poles over {args.connections} connections, steady {args.seconds:g} s "
-        f"(offered {base.offered_rate:.0f} ev/s), storm backlog {args.backlog}",
-        "| workers | steady ev/s | alarm p50 / p99 ms | storm drain s | drain ev/s | ratio "
-        "| storm alarm p50 / p99 ms | RSS per worker MB |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"{base.broker}: {args.poles} poles over {args.connections} connections, steady "
+        f"{args.seconds:g} s (offered {base.offered_rate:.0f} ev/s), storm backlog {args.backlog}",
+        "| workers | steady ev/s | alarm p50 / p99 ms | storm first row s | storm drain s "
+        "| drain ev/s | ratio | storm alarm p50 / p99 ms | RSS per worker MB |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     lines += [
         (
             f"| {r.workers} | {r.steady_rate:.0f} | {pct(r.lat, 50) * 1e3:.0f} / "
-            f"{pct(r.lat, 99) * 1e3:.0f} | {r.drain_s:.1f} | {r.drain_rate:.0f} | "
+            f"{pct(r.lat, 99) * 1e3:.0f} | {r.first_s:.1f} | {r.drain_s:.1f} | "
+            f"{r.drain_rate:.0f} | "
             f"{r.drain_rate / base.drain_rate:.2f}x | {pct(r.storm_lat, 50) * 1e3:.0f} / "
             f"{pct(r.storm_lat, 99) * 1e3:.0f} | {', '.join(f'{m:.0f}' for m in r.rss_mb)} |"
         )
@@ -322,15 +418,19 @@ def main() -> None:
     ap.add_argument("--heartbeat", type=float, default=30.0, help="heartbeat period, s")
     ap.add_argument("--alarms", type=float, default=2.0, help="bell alarms per s, fleet-wide")
     ap.add_argument("--backlog", type=int, default=40000, help="events replayed in the storm")
+    ap.add_argument("--broker", nargs="+", choices=sorted(BROKERS), default=["mosquitto"])
+    ap.add_argument("--timeout", type=float, default=180.0, help="for each phase to be stored")
     args = ap.parse_args()
+    load = os.getloadavg()[0]
     pg = LocalPostgres(fsync=True).start()
     try:
-        runs = [one_run(pg, args, w) for w in args.workers]
+        runs = {b: [one_run(pg, args, b, w) for w in args.workers] for b in args.broker}
     finally:
         pg.stop()
     print(f"command: python -m bench.fleet {' '.join(sys.argv[1:])}")
-    print(f"machine: {os.cpu_count()} cores, load before {os.getloadavg()[0]:.1f}")
-    print(table(runs, args))
+    print(f"machine: {os.cpu_count()} cores, load before {load:.1f}")
+    for b in args.broker:
+        print(table(runs[b], args))
 
 
 if __name__ == "__main__":

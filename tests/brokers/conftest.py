@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from agent.dev.nats import NatsCluster, nats_binary
+from tests.centre.conftest import db, pg_server  # noqa: F401 - fixtures: a real PostgreSQL
 
 
 def nats_missing() -> str | None:

@@ -43,7 +43,7 @@ def broker_access(args: argparse.Namespace) -> Any:
     password = None
     if args.password_file:
         password = Path(args.password_file).read_text(encoding="utf-8").strip()
-    host, port = args.broker
+    host, port = args.broker or ("127.0.0.1", 1883)  # --nats: unused, but typed
     return BrokerAccess(host, port, args.username, password, args.ca, args.cert, args.key)
 
 
@@ -54,6 +54,18 @@ def access_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ca", help="CA certificate for TLS")
     p.add_argument("--cert", help="client certificate for TLS")
     p.add_argument("--key", help="client key for TLS")
+
+
+def _nats_servers(text: str) -> tuple[str, ...]:
+    """``nats://a:4222,nats://b:4222`` (or ``a:4222,b:4222``): every node of the cluster."""
+    urls = []
+    for part in (p.strip() for p in text.split(",")):
+        url = part if "://" in part else f"nats://{part}"
+        host_port(url.partition("://")[2])  # host:port, or ArgumentTypeError
+        urls.append(url)
+    if not urls:
+        raise argparse.ArgumentTypeError("expected nats://host:port[,nats://host:port...]")
+    return tuple(urls)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -72,10 +84,18 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         db=args.db,
         access=broker_access(args),
         group=args.group, index=args.index, prefix=args.prefix, batch_max=args.batch,
-        batch_wait_s=args.batch_ms / 1000, inflight=args.inflight,
+        batch_wait_s=args.batch_ms / 1000,
+        inflight=args.inflight or (20000 if args.nats else 2000),
         reorder_window_s=args.reorder_window, silent_after_s=args.silent_after,
+        nats=args.nats or (), ack_wait_s=args.ack_wait,
     )  # fmt: skip
-    worker = IngestWorker(settings)
+    worker: Any
+    if settings.nats:
+        from agent.centre.ingest.natsworker import NatsIngestWorker
+
+        worker = NatsIngestWorker(settings)
+    else:
+        worker = IngestWorker(settings)
     stop = _stop_on_signals()
     stats = threading.Thread(target=_report, args=(worker, stop), name="ingest-stats", daemon=True)
     stats.start()
@@ -140,11 +160,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "ingest",
         help="store every pole's messages in PostgreSQL (scales out: shared subscription)",
         description="Consume <prefix>/+/+/# through the MQTT 5 shared subscription "
-        "$share/GROUP/..., write in batches, acknowledge after commit. Run several (on one "
-        "host with --workers, or on several hosts with distinct --index) to share the load.",
+        "$share/GROUP/... (--broker), or through the durable JetStream consumer ingest-GROUP "
+        "on the stream NATS' MQTT layer fills (--nats); write in batches, acknowledge after "
+        "commit. Run several (on one host with --workers, or on several hosts with distinct "
+        "--index) to share the load.",
     )
     p.add_argument("--db", required=True, help="PostgreSQL URL")
-    p.add_argument("--broker", required=True, type=host_port, help="host:port of the broker")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--broker", type=host_port, help="host:port of an MQTT 5 broker")
+    src.add_argument(
+        "--nats", type=_nats_servers, metavar="URL[,URL...]",
+        help="NATS cluster nodes (nats://host:port, the client port, not MQTT's): consume "
+        "the JetStream stream $MQTT_msgs that NATS' MQTT listener fills",
+    )  # fmt: skip
     p.add_argument("--group", default="ingest", help="shared subscription group (default ingest)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument(
@@ -153,7 +181,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--prefix", default="pole", help="topic prefix (default pole)")
     p.add_argument("--batch", type=int, default=500, help="rows per transaction at most")
     p.add_argument("--batch-ms", type=float, default=50.0, help="wait for a batch (ms, 50)")
-    p.add_argument("--inflight", type=int, default=2000, help="unacknowledged messages at most")
+    p.add_argument(
+        "--inflight", type=int, default=None,
+        help="unacknowledged messages at most: per worker on MQTT (default 2000), for the "
+        "whole group's consumer on NATS (default 20000)",
+    )  # fmt: skip
+    p.add_argument(
+        "--ack-wait", type=float, default=30.0, metavar="S",
+        help="NATS: a message not acknowledged within S seconds is delivered again (30)",
+    )  # fmt: skip
     p.add_argument(
         "--reorder-window", type=float, default=30.0, metavar="S",
         help="a missing seq is lost only after S seconds (default 30)",

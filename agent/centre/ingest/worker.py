@@ -30,7 +30,7 @@ from agent.centre.ingest.sweeper import GapSweeper
 from agent.centre.monitor import connect_client
 from agent.centre.sender import BrokerAccess
 
-__all__ = ["IngestSettings", "IngestWorker"]
+__all__ = ["BatchWriter", "Counts", "IngestSettings", "IngestWorker"]
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class IngestSettings:
     db: str
-    access: BrokerAccess
+    access: BrokerAccess = field(default_factory=BrokerAccess)
     group: str = "ingest"
     index: int = 0
     prefix: str = "pole"
@@ -48,6 +48,8 @@ class IngestSettings:
     session_expiry_s: int = 24 * 3600
     reorder_window_s: float = 30.0
     silent_after_s: float = 90.0
+    nats: tuple[str, ...] = ()  # NATS servers: consume the JetStream consumer instead of MQTT
+    ack_wait_s: float = 30.0  # NATS: an unacknowledged message is delivered again after this
 
     @property
     def client_id(self) -> str:
@@ -77,13 +79,86 @@ class Counts:
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
+class BatchWriter:
+    """One batch of records into the database, whatever broker they came from.
+
+    :meth:`commit` returns True once the batch is committed (or had nothing to store), and
+    only then may the caller acknowledge its messages to the broker.  A database outage is
+    retried with backoff; a batch whose content the database refuses (not an outage) is
+    written one record at a time and the refused record is set aside, logged.
+    """
+
+    def __init__(self, db: str, name: str) -> None:
+        self.name = name
+        self.counts = Counts()
+        self.store = Store(db)
+
+    def commit(self, batch: list[Record], stop: threading.Event) -> bool:
+        """Write, counting; False if ``stop`` came while the database was away (no ack)."""
+        records: list[Record] = []
+        for r in batch:
+            if isinstance(r, Reject):
+                self.counts.rejected += 1
+                log.warning("%s: rejected %s: %s", self.name, r.topic, r.why)
+            elif isinstance(r, Ignore):
+                self.counts.other += 1
+            else:
+                records.append(r)
+        delay = 0.5
+        while records:
+            try:
+                written = self._write(records)
+                break
+            except psycopg.OperationalError as exc:  # also deadlocks: all of it again
+                self.counts.retries += 1
+                log.warning("%s: database: %s; retrying in %.1f s", self.name, exc, delay)
+                if stop.wait(delay):
+                    return False  # stopping with the batch unwritten: the broker keeps it
+                delay = min(delay * 2, 10.0)
+        else:
+            written = Written(0, 0)
+        self.counts.events += written.events
+        self.counts.duplicates += written.duplicates
+        self.counts.batches += 1
+        return True
+
+    def _write(self, records: list[Record]) -> Written:
+        """The batch in one transaction; if the database refuses its content (not an outage),
+        each record alone, setting aside the ones it refuses."""
+        try:
+            return self.store.write(records)
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as exc:
+            log.warning("%s: batch refused (%s); writing one by one", self.name, exc)
+        events = duplicates = 0
+        for r in records:
+            try:
+                w = self.store.write([r])
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as exc:
+                self.counts.rejected += 1
+                log.warning("%s: the database refused a record: %s", self.name, exc)
+                continue
+            events += w.events
+            duplicates += w.duplicates
+        return Written(events, duplicates)
+
+    def close(self) -> None:
+        self.store.close()
+
+
 class IngestWorker:
     """Consume until ``stop`` is set; ``counts`` says what was stored."""
 
+    @property
+    def counts(self) -> Counts:
+        return self.writer.counts
+
     def __init__(self, settings: IngestSettings) -> None:
         self.s = settings
-        self.counts = Counts()
-        self.store = Store(settings.db)
+        self.writer = BatchWriter(settings.db, settings.client_id)
         self._queue: queue.Queue[_Delivery] = queue.Queue()
         self._conn_no = 0
         self._lock = threading.Lock()
@@ -139,7 +214,7 @@ class IngestWorker:
             self.client.disconnect()
             self.client.loop_stop()
             sweeper.stop()
-            self.store.close()
+            self.writer.close()
         return self.counts
 
     def _take(self, stop: threading.Event) -> list[_Delivery]:
@@ -159,56 +234,8 @@ class IngestWorker:
         return batch
 
     def _commit(self, batch: list[_Delivery], stop: threading.Event) -> None:
-        """Write, then acknowledge; a database outage is retried, a bad row set aside."""
-        records: list[Record] = []
-        for d in batch:
-            if isinstance(d.record, Reject):
-                self.counts.rejected += 1
-                log.warning("%s: rejected %s: %s", self.s.client_id, d.record.topic, d.record.why)
-            elif isinstance(d.record, Ignore):
-                self.counts.other += 1
-            else:
-                records.append(d.record)
-        delay = 0.5
-        while records:
-            try:
-                written = self._write(records)
-                break
-            except psycopg.OperationalError as exc:  # also deadlocks: all of it again
-                self.counts.retries += 1
-                log.warning("%s: database: %s; retrying in %.1f s", self.s.client_id, exc, delay)
-                if stop.wait(delay):
-                    return  # stopping with the batch unwritten: no ack, the broker keeps it
-                delay = min(delay * 2, 10.0)
-        else:
-            written = Written(0, 0)
-        self.counts.events += written.events
-        self.counts.duplicates += written.duplicates
-        self.counts.batches += 1
-        self._ack(batch)
-
-    def _write(self, records: list[Record]) -> Written:
-        """The batch in one transaction; if the database refuses its content (not an outage),
-        each record alone, setting aside the ones it refuses."""
-        try:
-            return self.store.write(records)
-        except psycopg.OperationalError:
-            raise
-        except psycopg.Error as exc:
-            log.warning("%s: batch refused (%s); writing one by one", self.s.client_id, exc)
-        events = duplicates = 0
-        for r in records:
-            try:
-                w = self.store.write([r])
-            except psycopg.OperationalError:
-                raise
-            except psycopg.Error as exc:
-                self.counts.rejected += 1
-                log.warning("%s: the database refused a record: %s", self.s.client_id, exc)
-                continue
-            events += w.events
-            duplicates += w.duplicates
-        return Written(events, duplicates)
+        if self.writer.commit([d.record for d in batch], stop):
+            self._ack(batch)
 
     def _ack(self, batch: list[_Delivery]) -> None:
         with self._lock:
