@@ -1,5 +1,5 @@
-"""The centre's packages (database driver, NATS client, console) stay out of the pole's dependencies and
-imports."""
+"""The centre's packages (database driver, NATS client, console) stay out of the pole's
+dependencies and imports."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def test_psycopg_and_nats_are_only_in_the_centre_extra() -> None:
 def test_the_cli_does_not_import_the_driver() -> None:
     code = (
         "import sys, agent.cli; agent.cli.build_parser(); "
-        "print(any(m in sys.modules for m in ('psycopg', 'starlette', 'uvicorn', 'argon2', 'nats')))"
+        "names = ('psycopg', 'starlette', 'uvicorn', 'argon2', 'nats'); "
+        "print(any(m in sys.modules for m in names))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
