@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from agent.events import (
@@ -25,6 +26,8 @@ from agent.logs import Throttle
 from agent.spool import Spool, SpoolError
 
 __all__ = ["EventSink", "Outbox"]
+
+PACKET_OVERHEAD = 64  # fixed header, packet id, properties of a QoS 1 PUBLISH, with room
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,9 @@ class Outbox:
         self.stamper = stamper
         self.failed = 0
         self._log = Throttle(60.0)  # a degraded spool refuses every object event: log rarely
+        # The broker's maximum packet size once the link has learnt it (MQTT 5 CONNACK).
+        self.packet_limit: Callable[[], int | None] = lambda: None
+        self.shrunk = 0
 
     def _put(self, what: str, topic: str, body: bytes, pri: Priority, retain: bool = False) -> bool:
         # The spool raises only SpoolError; the rest is here so that a bug there cannot end
@@ -93,5 +99,20 @@ class Outbox:
         return self._put(f"state/{name}", self.topics.state(name), encode(msg), pri, True)
 
     def snapshot(self, event_id: str, jpeg: bytes) -> None:
-        """Spool a JPEG on ``snapshot/<event_id>`` (droppable under pressure)."""
-        self._put(f"snapshot {event_id}", self.topics.snapshot(event_id), jpeg, Priority.MEDIA)
+        """Spool a JPEG on ``snapshot/<event_id>`` (droppable under pressure), made smaller
+        first when the broker has said it takes no packet that large."""
+        topic = self.topics.snapshot(event_id)
+        limit = self.packet_limit()
+        room = None if limit is None else limit - len(topic) - PACKET_OVERHEAD
+        if room is not None and len(jpeg) > room:
+            from agent.video.snapshot import SnapshotError, shrink_jpeg  # rare: cv2 on demand
+
+            try:
+                jpeg = shrink_jpeg(jpeg, room)
+                self.shrunk += 1
+            except SnapshotError as exc:
+                log.error(
+                    "snapshot %s does not fit the broker's %d bytes: %s", event_id, limit, exc
+                )
+                return
+        self._put(f"snapshot {event_id}", topic, jpeg, Priority.MEDIA)

@@ -99,6 +99,7 @@ class Runner:
     def _build(self, cfg: AgentConfig) -> Stages:
         outbox = Outbox(self.spool, self._topics(cfg), self.stamper)
         stages = Stages(link=self._build_link(cfg), outbox=outbox)
+        outbox.packet_limit = self._packet_limit
         stages.commands = self._build_commands(cfg, outbox)
         stages.vision = self._build_vision(cfg, outbox)
         stages.bell = self._build_bell(cfg, outbox)
@@ -125,6 +126,9 @@ class Runner:
     def _snapshot(self, event_id: str) -> bool:
         request = getattr(self.stages.vision if self.stages else None, "request_snapshot", None)
         return bool(request(event_id)) if request is not None else False
+
+    def _packet_limit(self) -> int | None:
+        return self.stages.link.max_packet if self.stages is not None else None
 
     def _current_outbox(self) -> Outbox | None:
         return self.stages.outbox if self.stages is not None else None
@@ -376,6 +380,7 @@ class Runner:
         outbox = old.outbox
         if self._topics(cfg) != self._topics(self.cfg):
             outbox = Outbox(self.spool, self._topics(cfg), self.stamper)
+            outbox.packet_limit = self._packet_limit
         new = Stages(link=old.link, outbox=outbox, bell=old.bell, vision=old.vision)
         new.commands = old.commands
         if "link" in todo.rebuild:

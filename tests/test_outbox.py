@@ -119,3 +119,34 @@ def test_repeated_refusals_are_counted_each_and_logged_once_per_kind(
         holder.close()
     assert outbox.failed == 5
     assert len(caplog.records) == 1  # a refusing spool must not flood the journal
+
+
+def test_a_snapshot_larger_than_the_broker_takes_is_made_to_fit(tmp_path: Path) -> None:
+    """The broker said (CONNACK) it takes no packet over 20 kB: the snapshot is re-encoded."""
+    import cv2
+    import numpy as np
+
+    from agent import assets
+
+    cap = cv2.VideoCapture(str(assets.verify("video")))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok
+    ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 98])
+    big = buf.tobytes()
+    assert len(big) > 60_000
+    spool = Spool(tmp_path / "spool.db")
+    topics = Topics("pole", "s", "d")
+    outbox = Outbox(spool, topics, EventStamper("d"))
+    outbox.packet_limit = lambda: 20_000
+    outbox.snapshot("ev-1", big)
+    (row,) = spool.next_batch(10)
+    assert row.topic == topics.snapshot("ev-1")
+    assert len(row.payload) + len(row.topic) + 64 <= 20_000
+    small = cv2.imdecode(np.frombuffer(row.payload, np.uint8), cv2.IMREAD_COLOR)
+    assert small is not None  # still a picture
+    assert outbox.shrunk == 1
+    outbox.packet_limit = lambda: None  # no limit known: the snapshot goes as it is
+    outbox.snapshot("ev-2", big)
+    assert [len(r.payload) for r in spool.next_batch(10) if r.topic.endswith("ev-2")] == [len(big)]
+    spool.close()

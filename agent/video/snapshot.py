@@ -90,3 +90,15 @@ def encode_snapshot(
         new_w = max(MIN_WIDTH, int(img.shape[1] * 0.7))
         new_h = max(1, round(img.shape[0] * new_w / img.shape[1]))
         img = np.asarray(cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_AREA), np.uint8)
+
+
+def shrink_jpeg(jpeg: bytes, max_bytes: int) -> bytes:
+    """The same picture re-encoded (lower quality, then smaller) to fit ``max_bytes``.
+
+    For a snapshot already made that a broker will not take (its maximum packet size is
+    learnt only when the link connects); SnapshotError when it cannot fit or decode.
+    """
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise SnapshotError("the snapshot is not a JPEG OpenCV can decode")
+    return encode_snapshot(np.asarray(img, np.uint8), max_bytes=max_bytes)
