@@ -26,10 +26,25 @@ __all__ = [
     "Handler",
     "NoArgs",
     "Outcome",
+    "Request",
     "RunnerControl",
+    "Signer",
     "VisionControl",
     "by_name",
 ]
+
+
+# Which key verified a command: the device's or the site's, or the one before a rotation.
+Signer = Literal["device", "site", "previous-device", "previous-site", "local"]
+
+
+@dataclass(frozen=True)
+class Request:
+    """The command being handled, as the gate accepted it (for handlers that audit)."""
+
+    req: str
+    signer: Signer
+    site: bool  # came on the site-wide topic
 
 
 class Args(BaseModel):
@@ -57,6 +72,17 @@ class VisionControl(Protocol):
     def request_snapshot(self, event_id: str, camera: str | None = None) -> bool: ...
     def arm(self, name: str, until: float) -> Any: ...
     def disarm(self, name: str, until: float) -> Any: ...
+    def start_lookout(
+        self,
+        spec: Any,
+        remaining_s: float,
+        *,
+        signer: Signer,
+        req: str,
+        site: bool,
+        replayed: bool = False,
+    ) -> list[dict[str, Any]] | str: ...
+    def cancel_lookout(self, lookout_id: str) -> bool: ...
 
 
 class RunnerControl(Protocol):
@@ -101,6 +127,7 @@ class Context:
     bell: BellControl | None = None
     vision: VisionControl | None = None
     started: float = field(default_factory=time.monotonic)
+    request: Request | None = None  # set by the command thread for each handler call
 
 
 Handler = Callable[[Context, Any], Outcome]

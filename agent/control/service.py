@@ -23,6 +23,7 @@ from agent.control.registry import (
     BellControl,
     Context,
     Outcome,
+    Request,
     RunnerControl,
     VisionControl,
     by_name,
@@ -156,6 +157,7 @@ class CommandService(Worker):
         log.info(
             "command %s (req %s)%s", cmd.spec.name, cmd.req, " [site]" if cmd.broadcast else ""
         )
+        self.ctx.request = Request(cmd.req, cmd.signer, cmd.broadcast)
         try:
             return cmd.spec.handler(self.ctx, cmd.args)
         except Exception as exc:

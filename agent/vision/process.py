@@ -41,7 +41,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.config import CameraConfig, DetectionConfig, LookoutConfig
+from agent.control.lookout import LookoutArgs
+from agent.control.registry import Signer
 from agent.events import Event
+from agent.lookout.active import Lookouts
 from agent.outbox import EventSink
 from agent.vision.launch import ChildProcess, end_process, launch
 from agent.vision.protocol import (
@@ -50,6 +53,8 @@ from agent.vision.protocol import (
     Facts,
     Fatal,
     FrameError,
+    LookoutCancel,
+    LookoutRequest,
     ProtocolError,
     Ready,
     RuleRequest,
@@ -91,12 +96,15 @@ class _Override:
         return RuleRequest(name=self.name, armed=self.armed, remaining_s=left)
 
 
+_Queued = SnapRequest | _Override | LookoutRequest | LookoutCancel
+
+
 class _Sender(Worker):
     """ "vision-tx": requests from a bounded queue to whichever child is current."""
 
     def __init__(self, child: Callable[[], ChildProcess | None]) -> None:
         super().__init__("vision-tx")
-        self.queue: queue.Queue[SnapRequest | _Override | Stop] = queue.Queue(maxsize=TX_MAX)
+        self.queue: queue.Queue[_Queued | Stop] = queue.Queue(maxsize=TX_MAX)
         self._current = child
 
     def request_stop(self) -> None:
@@ -163,6 +171,9 @@ class VisionProcess(Worker):
         self._child: ChildProcess | None = None
         self._tx = _Sender(lambda: self._child)
         self._overrides: dict[str, _Override] = {}
+        # The lookouts in force, mirrored here: the command's answer, and replayed to a
+        # restarted child (which keeps the matcher's own table).
+        self._lookouts = Lookouts(lookout.max_active if lookout is not None else 1)
         self._ov_lock = threading.Lock()  # commands thread vs vision-rx (replay)
         self._ids: OrderedDict[str, str] = OrderedDict()
         self._tid_max: dict[str, int] = {c.id: -1 for c in cameras}
@@ -242,11 +253,46 @@ class VisionProcess(Worker):
         log.info("vision: %s %s until %s", "armed" if armed else "disarmed", name, until)
         return True
 
-    def _queue(self, item: SnapRequest | _Override) -> bool:
+    def start_lookout(
+        self,
+        spec: LookoutArgs,
+        remaining_s: float,
+        *,
+        signer: Signer,
+        req: str,
+        site: bool,
+        replayed: bool = False,
+    ) -> list[dict[str, Any]] | str:
+        """Take a lookout on (the child audits, looks back and matches); the lookouts in
+        force, or why not."""
+        if self.lookout is None or not self.lookout.enabled:
+            return "lookout is off on this unit (lookout.enabled is false)"
+        with self._ov_lock:
+            got = self._lookouts.add(spec, remaining_s, signer, req, site)
+            if isinstance(got, str):
+                return got
+            msg = LookoutRequest(
+                spec=spec, remaining_s=remaining_s, signer=signer, req=req, site=site,
+                replayed=replayed,
+            )  # fmt: skip
+            if not self._queue(msg):
+                self._lookouts.cancel(spec.id)
+                return "the vision process is busy (its request queue is full); try again"
+        return self._lookouts.summary()
+
+    def cancel_lookout(self, lookout_id: str) -> bool:
+        """End a lookout; False when it was not in force."""
+        with self._ov_lock:
+            if self._lookouts.cancel(lookout_id) is None:
+                return False
+            self._queue(LookoutCancel(id=lookout_id))
+        return True
+
+    def _queue(self, item: _Queued) -> bool:
         try:
             self._tx.queue.put_nowait(item)
         except queue.Full:
-            what = "snapshot" if isinstance(item, SnapRequest) else "rule"
+            what = getattr(item, "t", "rule")
             log.warning("vision: %s request refused, %d already waiting", what, TX_MAX)
             return False
         return True
@@ -306,6 +352,14 @@ class VisionProcess(Worker):
                     del self._overrides[name]
                 else:
                     self._queue(override)
+            self._lookouts.expire()
+            for a in self._lookouts.active():
+                self._queue(
+                    LookoutRequest(
+                        spec=a.spec, remaining_s=max(0.001, a.until - now),
+                        signer=a.signer, req=a.req, site=a.site, replayed=True,
+                    )
+                )  # fmt: skip
 
     def _pump(self, child: ChildProcess) -> str:
         """Handle the child's messages until it ends; the reason: crashed, hung or stopped."""
