@@ -52,7 +52,8 @@ def test_a_failing_file_leaves_nothing_behind(db: str, tmp_path: Path) -> None:
         migrate(db, tmp_path)
     with psycopg.connect(db) as conn:
         assert conn.execute("SELECT to_regclass('half')").fetchone() == (None,)
-        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (1,)
+        last = max(m.version for m in available())
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (last,)
 
 
 def test_badly_named_files_are_refused(tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ def test_written_read_and_pruned(tmp_path: Path) -> None:
         ("lookout", 1_000_000_000),
         ("candidate", 1_003_600_000),
     ]
-    assert got[0]["signer"] == "site" and got[0]["slots"] == {"upper": ["red"]}
+    assert got[0]["signer"] == "site"
+    assert got[0]["slots"] == {"upper": ["red"]}
     now[0] += 86_400 - 1800  # the lookout is older than a day, the candidate not
     assert log.prune() == 1
     assert [e["kind"] for e in read_audit(path)] == ["candidate"]

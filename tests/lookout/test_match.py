@@ -58,7 +58,8 @@ def test_weighted_mean_over_asked_slots_only() -> None:
 
 def test_items_and_riding() -> None:
     found = match(Slots(items=("backpack", "umbrella"), riding="bicycle"), rec())
-    assert found.slots["items"].m == 0.5 and found.slots["items"].how == "1/2"
+    assert found.slots["items"].m == 0.5
+    assert found.slots["items"].how == "1/2"
     assert found.slots["riding"].m == 0.0
     assert found.score == round(0.15 * 0.5 / 0.25, 3) == 0.3
 
