@@ -45,6 +45,7 @@ class Active:
     signer: Signer
     req: str
     site: bool = False
+    looked_back: bool = False  # live matching starts once the look-back has run
     sent: int = 0
     reported: dict[tuple[str, int], float] = field(default_factory=dict)  # (cam, tid) -> score
 
@@ -73,6 +74,7 @@ class Lookouts:
             active = Active(spec, self._clock() + remaining_s, signer, req, site)
             if old is not None and old.spec.model_dump() == spec.model_dump():
                 active.sent, active.reported = old.sent, old.reported  # renewed: same tracks
+                active.looked_back = old.looked_back
             self._by_id[spec.id] = active
             return active
 
@@ -157,6 +159,7 @@ class Matcher:
         if active is None:
             return 0
         spec = active.spec
+        active.looked_back = True  # records written from now on are matched live
         since = self._wall_ms() - int(spec.since_s * 1000)
         hist = spec.histogram()
         if hist is not None:
@@ -178,6 +181,8 @@ class Matcher:
         self.expire()
         sent = 0
         for active in self.table.active():
+            if not active.looked_back:
+                continue  # what is written meanwhile is in the index for the look-back
             spec = active.spec
             hist = spec.histogram()
             for rec in records:

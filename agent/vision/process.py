@@ -17,7 +17,8 @@ that breaks the protocol is counted and logged (``bad_messages``), never obeyed.
 What crosses the boundary, and how it stays correct:
 
 - events are re-stamped here (:meth:`EventStamper.restamp`): one ``seq`` per boot for the
-  whole agent, ids made here; a rule's snapshot follows its event's new id;
+  whole agent, ids made here (a lookout candidate keeps its id: the child's audit log
+  names it); a rule's snapshot follows its event's new id;
 - a restarted child's tracker counts from 1 again: its track ids are shifted past the
   highest one already sent, so a ``tid`` stays unique per camera and boot;
 - ``until`` of arm/disarm is sent as a remaining duration and added to the child's clock
@@ -426,6 +427,11 @@ class VisionProcess(Worker):
 
     def _event(self, event: Event) -> None:
         adopted = self.sink.stamper.restamp(self._shift_tids(event))
+        if event.k == "lookout":
+            # A candidate keeps the id the child gave it (unique: the child's boot id is
+            # this boot's plus its generation), so that the child's audit log names the very
+            # event the centre receives; it still gets this agent's seq.
+            adopted = adopted.model_copy(update={"id": event.id})
         if getattr(event, "snap", None):
             self._ids[event.id] = adopted.id
             while len(self._ids) > IDS_MAX:

@@ -319,7 +319,9 @@ class VisionService(Worker):
         if self.matcher is not None:
             self.matcher.expire()
         try:
-            item = self._requests.get(timeout=wait) if wait > 0 else ("", "")
+            # Behind schedule (a slow detector), one request is still served per turn: a
+            # snapshot or a lookout must not wait until the cameras are idle.
+            item = self._requests.get(timeout=wait) if wait > 0 else self._requests.get_nowait()
         except queue.Empty:
             return
         if isinstance(item, str):

@@ -58,8 +58,9 @@ class CandidateBoard:
     early: OrderedDict[str, bytes] = field(default_factory=OrderedDict)
     invalid: int = 0
 
-    def handle(self, topic: str, payload: bytes) -> bool:
-        """One message; True when the ranking changed."""
+    def handle(self, topic: str, payload: bytes, at: float | None = None) -> bool:
+        """One message (received at monotonic ``at``, default now); True when the ranking
+        changed."""
         parts = topic.split("/")
         if len(parts) < 4:
             return False
@@ -70,7 +71,7 @@ class CandidateBoard:
         if leaf == "snapshot" and len(parts) == 5:
             return self._thumb(parts[4], payload)
         if leaf == "event" and parts[-1] == "lookout":
-            return self._candidate(dev, payload)
+            return self._candidate(dev, payload, self.clock() if at is None else at)
         return False
 
     def _status(self, dev: str, payload: bytes) -> None:
@@ -81,7 +82,7 @@ class CandidateBoard:
         if msg.state == "online" and (msg.place or msg.pole):
             self.places[dev] = " ".join(p for p in (msg.pole, msg.place) if p)
 
-    def _candidate(self, dev: str, payload: bytes) -> bool:
+    def _candidate(self, dev: str, payload: bytes, at: float) -> bool:
         try:
             event = ev.decode_event(payload)
         except ValidationError:
@@ -92,7 +93,7 @@ class CandidateBoard:
         if event.id in self.seen_ids:
             return False  # delivered again
         self.seen_ids.add(event.id)
-        cand = Candidate(dev, event, self.clock())
+        cand = Candidate(dev, event, at)
         old = self.best.get(cand.key)
         if old is not None and old.event.sc >= event.sc:
             return False
@@ -167,7 +168,7 @@ class LookoutWatch:
         self.client, self.board = client, board
         base = f"{prefix}/{site}/+"
         self.filters = [f"{base}/status", f"{base}/event/lookout", f"{base}/snapshot/+"]
-        self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.messages: queue.Queue[tuple[str, bytes, float]] = queue.Queue()
         self.error: str | None = None
         client.on_connect = self._on_connect
         client.on_message = self._on_message
@@ -179,7 +180,7 @@ class LookoutWatch:
         client.subscribe([(f, 1) for f in self.filters])
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self.messages.put((msg.topic, bytes(msg.payload)))
+        self.messages.put((msg.topic, bytes(msg.payload), time.monotonic()))
 
     def start(self, host: str, port: int) -> None:
         self.client.connect_async(host, port, keepalive=30)
@@ -195,10 +196,10 @@ class LookoutWatch:
         end = time.monotonic() + wait
         while True:
             try:
-                topic, payload = self.messages.get(timeout=max(0.0, end - time.monotonic()))
+                topic, payload, at = self.messages.get(timeout=max(0.0, end - time.monotonic()))
             except queue.Empty:
                 return changed
-            changed |= self.board.handle(topic, payload)
+            changed |= self.board.handle(topic, payload, at)
 
     def run(self, timeout: float | None, show: Callable[[str], None]) -> None:
         """Until ``timeout`` (None: until interrupted), showing the table on every change."""
