@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.centre.sender import SendResult
 
 __all__ = ["register"]
 
@@ -112,26 +115,41 @@ def _send_key(args: argparse.Namespace) -> bytes | None:
         raise UserError(f"send: {exc}") from None
 
 
-def _cmd_send(args: argparse.Namespace) -> int:
+def exchange(
+    args: argparse.Namespace,
+    device: str,
+    command: str,
+    cmd_args: dict[str, Any],
+    req: str | None = None,
+) -> tuple[str, SendResult]:
+    """Sign (``--key-file``) and publish a command to ``device`` (``_site``: the whole site,
+    every answer collected until ``--timeout``); (request id, SendResult)."""
     from agent.centre.monitor import connect_client
     from agent.centre.sender import send_command
     from agent.control.auth import make_request
-    from agent.events import Topics, encode
+    from agent.events import Topics
 
     access, prefix, site = _broker_target(args)
     key = _send_key(args)
-    many = args.device == "_site"
-    topics = Topics(prefix, site, args.device)
-    topic = topics.cmd(args.command)
-    req, payload = make_request(key, topic, dict(_parse_arg(a) for a in args.arg), req=args.req)
+    many = device == "_site"
+    topics = Topics(prefix, site, device)
+    topic = topics.cmd(command)
+    req, payload = make_request(key, topic, cmd_args, req=req)
     client = connect_client(
         access.host, access.port, username=access.username, password=access.password,
         tls_ca=access.ca, tls_cert=access.cert, tls_key=access.key, v5=args.protocol == "5",
     )  # fmt: skip
-    out = send_command(
+    return req, send_command(
         client, access, topic=topic, payload=payload, req=req, timeout=args.timeout, many=many,
         result_filter=f"{prefix}/{site}/+/cmd-result" if many else topics.cmd_result,
     )  # fmt: skip
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    from agent.events import encode
+
+    cmd_args = dict(_parse_arg(a) for a in args.arg)
+    req, out = exchange(args, args.device, args.command, cmd_args, args.req)
     if out.error or not out.results:
         why = out.error or f"no result for {args.command} (req {req}) within {args.timeout:g} s"
         print(f"send: {why}")

@@ -54,15 +54,15 @@ class LookoutConfig(Strict):
     )
 
 
+def _beside_spool(given: str | None, spool_path: str, name: str) -> Path:
+    return Path(given) if given is not None else Path(spool_path).parent / name
+
+
 def index_path(lookout: LookoutConfig, spool_path: str) -> Path:
     """Where the index lives: ``lookout.index_path``, else next to the spool file."""
-    if lookout.index_path is not None:
-        return Path(lookout.index_path)
-    return Path(spool_path).parent / INDEX_NAME
+    return _beside_spool(lookout.index_path, spool_path, INDEX_NAME)
 
 
 def audit_path(lookout: LookoutConfig, spool_path: str) -> Path:
     """Where the audit log lives: ``lookout.audit_path``, else next to the spool file."""
-    if lookout.audit_path is not None:
-        return Path(lookout.audit_path)
-    return Path(spool_path).parent / AUDIT_NAME
+    return _beside_spool(lookout.audit_path, spool_path, AUDIT_NAME)

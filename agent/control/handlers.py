@@ -16,7 +16,7 @@ from pydantic import Field
 from agent import __version__
 from agent.config import AgentConfig, ConfigError, config_hash, load, redacted
 from agent.control.lookout import LookoutArgs, LookoutCancelArgs
-from agent.control.registry import Args, CommandSpec, Context, NoArgs, Outcome
+from agent.control.registry import Args, CommandSpec, Context, NoArgs, Outcome, Request
 
 __all__ = ["COMMANDS"]
 
@@ -174,14 +174,15 @@ def lookout(ctx: Context, args: LookoutArgs) -> Outcome:
     live until ``for_s``; the answer lists the lookouts in force."""
     if ctx.vision is None:
         return Outcome.failed("no camera is running on this unit")
-    request = ctx.request
+    from agent.vision.protocol import LookoutRequest
+
+    request = ctx.request or Request("", "local", site=False)
     got = ctx.vision.start_lookout(
-        args,
-        args.for_s,
-        signer=request.signer if request is not None else "local",
-        req=request.req if request is not None else "",
-        site=request.site if request is not None else False,
-    )
+        LookoutRequest(
+            spec=args, remaining_s=args.for_s, signer=request.signer, req=request.req,
+            site=request.site,
+        )
+    )  # fmt: skip
     if isinstance(got, str):
         return Outcome.failed(got)
     data: dict[str, Any] = {"id": args.id, "accepted": True, "active": got}

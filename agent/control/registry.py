@@ -11,12 +11,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from agent.config import AgentConfig
 from agent.outbox import Outbox
+
+if TYPE_CHECKING:
+    from agent.vision.protocol import LookoutRequest
 
 __all__ = [
     "Args",
@@ -72,16 +75,7 @@ class VisionControl(Protocol):
     def request_snapshot(self, event_id: str, camera: str | None = None) -> bool: ...
     def arm(self, name: str, until: float) -> Any: ...
     def disarm(self, name: str, until: float) -> Any: ...
-    def start_lookout(
-        self,
-        spec: Any,
-        remaining_s: float,
-        *,
-        signer: Signer,
-        req: str,
-        site: bool,
-        replayed: bool = False,
-    ) -> list[dict[str, Any]] | str: ...
+    def start_lookout(self, msg: LookoutRequest) -> list[dict[str, Any]] | str: ...
     def cancel_lookout(self, lookout_id: str) -> bool: ...
 
 

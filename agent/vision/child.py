@@ -160,10 +160,7 @@ class Child:
         elif isinstance(msg, SnapRequest):
             svc.request_snapshot(msg.event_id, msg.camera)
         elif isinstance(msg, LookoutRequest):
-            why = svc.start_lookout(
-                msg.spec, msg.remaining_s, signer=msg.signer, req=msg.req, site=msg.site,
-                replayed=msg.replayed,
-            )  # fmt: skip
+            why = svc.start_lookout(msg)
             if isinstance(why, str):
                 log.error("vision process: lookout %s not taken on: %s", msg.spec.id, why)
         elif isinstance(msg, LookoutCancel):

@@ -42,8 +42,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.config import CameraConfig, DetectionConfig, LookoutConfig
-from agent.control.lookout import LookoutArgs
-from agent.control.registry import Signer
 from agent.events import Event
 from agent.lookout.active import Lookouts
 from agent.outbox import EventSink
@@ -254,30 +252,17 @@ class VisionProcess(Worker):
         log.info("vision: %s %s until %s", "armed" if armed else "disarmed", name, until)
         return True
 
-    def start_lookout(
-        self,
-        spec: LookoutArgs,
-        remaining_s: float,
-        *,
-        signer: Signer,
-        req: str,
-        site: bool,
-        replayed: bool = False,
-    ) -> list[dict[str, Any]] | str:
+    def start_lookout(self, msg: LookoutRequest) -> list[dict[str, Any]] | str:
         """Take a lookout on (the child audits, looks back and matches); the lookouts in
         force, or why not."""
         if self.lookout is None or not self.lookout.enabled:
             return "lookout is off on this unit (lookout.enabled is false)"
         with self._ov_lock:
-            got = self._lookouts.add(spec, remaining_s, signer, req, site)
+            got = self._lookouts.add(msg.spec, msg.remaining_s, msg.signer, msg.req, msg.site)
             if isinstance(got, str):
                 return got
-            msg = LookoutRequest(
-                spec=spec, remaining_s=remaining_s, signer=signer, req=req, site=site,
-                replayed=replayed,
-            )  # fmt: skip
             if not self._queue(msg):
-                self._lookouts.cancel(spec.id)
+                self._lookouts.cancel(msg.spec.id)
                 return "the vision process is busy (its request queue is full); try again"
         return self._lookouts.summary()
 

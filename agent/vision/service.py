@@ -27,8 +27,6 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.config import CameraConfig, DetectionConfig, LookoutConfig
-from agent.control.lookout import LookoutArgs
-from agent.control.registry import Signer
 from agent.detect.detections import Detections
 from agent.detect.lifecycle import TrackEvent
 from agent.detect.pipeline import TrackPipeline
@@ -41,6 +39,7 @@ from agent.outbox import EventSink
 from agent.video.capture import Capture, Frame
 from agent.video.motion import MotionGate
 from agent.video.snapshot import SnapshotError, encode_snapshot
+from agent.vision.protocol import LookoutRequest
 from agent.worker import Worker
 
 __all__ = ["DetectorLike", "VisionService"]
@@ -220,24 +219,16 @@ class VisionService(Worker):
         return out
 
     # ------------------------------------------------------------------ lookouts
-    def start_lookout(
-        self,
-        spec: LookoutArgs,
-        remaining_s: float,
-        *,
-        signer: Signer,
-        req: str,
-        site: bool,
-        replayed: bool = False,
-    ) -> list[dict[str, Any]] | str:
+    def start_lookout(self, msg: LookoutRequest) -> list[dict[str, Any]] | str:
         """Take a lookout on (audited), look back in the index on the vision thread, then
         match live; the lookouts in force, or why not."""
         if self.matcher is None:
             return "lookout is off on this unit (no detector or no appearance index)"
-        got = self.lookouts.add(spec, remaining_s, signer, req, site)
+        spec = msg.spec
+        got = self.lookouts.add(spec, msg.remaining_s, msg.signer, msg.req, msg.site)
         if isinstance(got, str):
             return got
-        self.matcher.started(got, broadcast=site, replayed=replayed)
+        self.matcher.started(got, broadcast=msg.site, replayed=msg.replayed)
         try:
             self._requests.put_nowait(spec.id)
         except queue.Full:  # live matching still runs; only the look-back is skipped

@@ -86,7 +86,7 @@ def test_look_back_then_live_each_track_once(tmp_path: Path) -> None:
 
 def test_bounded_table_max_candidates_and_similar(tmp_path: Path) -> None:
     mono = [0.0]
-    table, matcher, sink, index = setup(tmp_path, mono)
+    table, matcher, _sink, index = setup(tmp_path, mono)
     one = LookoutArgs(id="A", upper=["red", "black"], max_candidates=1)
     assert not isinstance(table.add(one, 10, "device", "r"), str)
     hist = base64.b64encode(bytes([2]) * 128).decode()

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,10 @@ def poles(tmp_path: Path, broker: LocalBroker) -> Iterator[dict[str, Path]]:
             agent.stop()
 
 
+def expired(log: Path, lookout_id: str) -> bool:
+    return any(e["kind"] == "expired" and e["id"] == lookout_id for e in read_audit(log))
+
+
 def cli(*args: str, port: int, key: Path | None) -> subprocess.CompletedProcess[str]:
     keys = ["--key-file", str(key)] if key else ["--unsigned"]
     return subprocess.run(
@@ -97,7 +102,8 @@ def test_a_lookout_across_three_poles(
 ) -> None:
     key = tmp_path / "site.key"
     for dev, site in poles.items():
-        wait(lambda s=site: len(_rows(s.parent / "lookout.db")) >= 2, 90, f"{dev}'s records")
+        index = site.parent / "lookout.db"
+        wait(partial(lambda p: len(_rows(p)) >= 2, index), 90, f"{dev}'s records")
     board = CandidateBoard("lk-e2e", tmp_path / "thumbs")
     watch = LookoutWatch(connect_client("127.0.0.1", broker.port), "pole", "test-site", board)
     watch.start("127.0.0.1", broker.port)
@@ -152,8 +158,7 @@ def test_a_lookout_across_three_poles(
 
     for dev, site in poles.items():
         log = site.parent / "lookout-audit.jsonl"
-        wait(lambda p=log: any(e["kind"] == "expired" and e["id"] == "lk-exp"
-                               for e in read_audit(p)), 15, f"{dev}: lk-exp expired")  # fmt: skip
+        wait(partial(expired, log, "lk-exp"), 15, f"{dev}: lk-exp expired")
         entries = read_audit(log)
         taken = [e for e in entries if e["kind"] == "lookout" and e["id"] == "lk-e2e"]
         assert taken[0]["signer"] == "site"

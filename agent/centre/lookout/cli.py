@@ -113,24 +113,9 @@ def _confirm(ns: argparse.Namespace) -> None:
 
 
 def _broadcast(ns: argparse.Namespace, command: str, args: dict[str, Any]) -> int:
-    from agent.centre.cli import _broker_target, _send_key
-    from agent.centre.monitor import connect_client
-    from agent.centre.sender import send_command
-    from agent.control.auth import make_request
-    from agent.events import Topics
+    from agent.centre.cli import exchange
 
-    access, prefix, site = _broker_target(ns)
-    key = _send_key(ns)
-    topic = Topics(prefix, site, "_site").cmd(command)
-    req, payload = make_request(key, topic, args)
-    client = connect_client(
-        access.host, access.port, username=access.username, password=access.password,
-        tls_ca=access.ca, tls_cert=access.cert, tls_key=access.key, v5=ns.protocol == "5",
-    )  # fmt: skip
-    out = send_command(
-        client, access, topic=topic, payload=payload, req=req, timeout=ns.timeout, many=True,
-        result_filter=f"{prefix}/{site}/+/cmd-result",
-    )  # fmt: skip
+    _req, out = exchange(ns, "_site", command, args)
     if out.error:
         print(f"lookout {command}: {out.error}")
         return 1
