@@ -101,13 +101,17 @@ class Lookouts:
         with self._lock:
             return list(self._by_id.values())
 
-    def summary(self) -> list[dict[str, Any]]:
-        """[{id, left_s, sent}] for the heartbeat and the command's answer."""
+    def summary(self, *, sent: bool = True) -> list[dict[str, Any]]:
+        """[{id, left_s, sent}] for the heartbeat and the command's answer (``sent`` left out
+        where it is not known: the agent's mirror of the vision process's table)."""
         now = self._clock()
-        return [
-            {"id": a.spec.id, "left_s": round(max(0.0, a.until - now)), "sent": a.sent}
-            for a in self.active()
-        ]
+        out = []
+        for a in self.active():
+            one: dict[str, Any] = {"id": a.spec.id, "left_s": round(max(0.0, a.until - now))}
+            if sent:
+                one["sent"] = a.sent
+            out.append(one)
+        return out
 
 
 def _u8(raw: bytes) -> npt.NDArray[np.uint8]:

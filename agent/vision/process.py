@@ -264,7 +264,7 @@ class VisionProcess(Worker):
             if not self._queue(msg):
                 self._lookouts.cancel(msg.spec.id)
                 return "the vision process is busy (its request queue is full); try again"
-        return self._lookouts.summary()
+        return self._lookouts.summary(sent=False)
 
     def cancel_lookout(self, lookout_id: str) -> bool:
         """End a lookout; False when it was not in force."""
