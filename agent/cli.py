@@ -30,6 +30,7 @@ CLI_MODULES = (
     "agent.technician.cli",
     "agent.model.cli",
     "agent.lookout.cli",
+    "agent.centre.lookout.cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]

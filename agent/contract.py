@@ -20,6 +20,7 @@ from agent.events import (
     CommandRequest,
     CommandResultEvent,
     HealthEvent,
+    LookoutEvent,
     ObjectEvent,
     RuleEvent,
     StateMessage,
@@ -47,6 +48,12 @@ MESSAGES: dict[str, tuple[type[BaseModel] | None, str, str, str]] = {
         f"{BASE}/event/system",
         "send",
         "Faults of the agent itself: spool degraded or salvaged, link refused, reload failed.",
+    ),
+    "lookout": (
+        LookoutEvent,
+        f"{BASE}/event/lookout",
+        "send",
+        "A lookout's candidate: a track matching its slots; its thumbnail on snapshot/<id>.",
     ),
     "heartbeat": (HealthEvent, f"{BASE}/heartbeat", "send", "Periodic health facts."),
     "cmd_result": (
@@ -90,7 +97,8 @@ def asyncapi() -> dict[str, Any]:
         "name": {"description": "State name, e.g. bell."},
         "event_id": {"description": "Id of the event the snapshot belongs to."},
         "command": {
-            "description": "snapshot, bell-test, bell-ack, arm, disarm, reload, ping, config-get."
+            "description": "snapshot, bell-test, bell-ack, arm, disarm, reload, ping, "
+            "config-get, lookout, lookout-cancel."
         },
     }
     channels: dict[str, Any] = {}

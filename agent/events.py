@@ -31,6 +31,7 @@ __all__ = [
     "Event",
     "EventStamper",
     "HealthEvent",
+    "LookoutEvent",
     "ObjectEvent",
     "Priority",
     "RuleEvent",
@@ -77,7 +78,9 @@ class _Event(_Wire):
     )
     ts: int = Field(description="When it happened, UTC ms since the epoch.")
     st: int | None = Field(default=None, description="When it was sent, UTC ms (set at publish).")
-    pri: Priority = Field(description="0 alarm, 1 rule, 2 object, 3 media, 4 telemetry.")
+    pri: Priority = Field(
+        description="0 alarm, 1 rule and lookout, 2 object, 3 media, 4 telemetry."
+    )
     test: Literal[True] | None = Field(default=None, description="Present during a bell test.")
 
 
@@ -183,13 +186,47 @@ class HealthEvent(_Event):
     cfg: str = Field(description="Config hash.")
     cams: dict[str, dict[str, Any]] = Field(default={}, description="Per camera facts.")
     det: dict[str, Any] | None = Field(
-        default=None, description="Detector and vision process: model, latency, restarts, drops."
+        default=None,
+        description="Detector and vision process: model, latency, restarts, drops; "
+        "'lookouts': the active lookouts [{id, left_s, sent}].",
     )
     bell: dict[str, Any] = Field(default={}, description="Bell facts.")
     spool: dict[str, Any] = Field(default={}, description="Spool depth and drops.")
     link: dict[str, Any] = Field(default={}, description="Broker link facts.")
     cmds: dict[str, Any] | None = Field(default=None, description="Command counts and drops.")
     sys: dict[str, Any] = Field(default={}, description="Load, memory, disk, temperature.")
+
+
+class SlotHow(_Wire):
+    m: float = Field(ge=0, le=1, description="How well the slot matched, 0..1.")
+    how: str = Field(
+        max_length=40,
+        description="What matched: the colour seen, 'asked~seen' through the confusion "
+        "tolerance, ' 2nd' for a second colour; the size seen; items found of asked.",
+    )
+
+
+class LookoutEvent(_Event):
+    k: Literal["lookout"] = "lookout"
+    look: str = Field(description="Lookout id.")
+    cam: str = Field(description="Camera id.")
+    tid: int = Field(ge=0, description="Track id (the vision process's own).")
+    t0: int = Field(description="First seen, UTC ms.")
+    t1: int = Field(description="Last seen, UTC ms.")
+    sc: float = Field(ge=0, le=1, description="Score, three decimals.")
+    live: bool = Field(description="Seen after the lookout arrived (else found looking back).")
+    m: dict[str, SlotHow] = Field(
+        description="Per asked slot (upper, lower, size, items, riding; histogram when "
+        "similar): how it matched."
+    )
+    seen: dict[str, Any] = Field(
+        description="Attributes seen: upper, lower ([name, share] best first), size, items, "
+        "riding, heading, speed, frames."
+    )
+    hist: str = Field(description="The track's colour histogram, base64 of 128 bytes.")
+    snap: Literal[True] | None = Field(
+        default=None, description="A body thumbnail follows on snapshot/<id>."
+    )
 
 
 class CommandResultEvent(_Event):
@@ -208,7 +245,8 @@ Event = Annotated[
     | CameraEvent
     | SystemEvent
     | HealthEvent
-    | CommandResultEvent,
+    | CommandResultEvent
+    | LookoutEvent,
     Field(discriminator="k"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
@@ -220,6 +258,7 @@ EVENT_MODELS: tuple[type[_Wire], ...] = (
     SystemEvent,
     HealthEvent,
     CommandResultEvent,
+    LookoutEvent,
 )
 EVENT_PRIORITY: dict[str, Priority] = {
     "bell": Priority.ALARM,
@@ -229,6 +268,9 @@ EVENT_PRIORITY: dict[str, Priority] = {
     # Faults of the agent itself are rare and decide whether the centre trusts the pole; at
     # alarm priority they are also kept in memory while the spool's disk refuses writes.
     "system": Priority.ALARM,
+    # Between alarms and rules was asked for; RULE is as close as the wire allows without
+    # renumbering ``pri`` (which the centre stores): after alarms, with rule events, in order.
+    "lookout": Priority.RULE,
     "object": Priority.OBJECT,
     "health": Priority.TELEMETRY,
 }
@@ -371,6 +413,9 @@ class EventStamper:
 
     def health(self, **fields: Any) -> HealthEvent:
         return HealthEvent(**self.envelope("health", fields.pop("ts", None)), **fields)
+
+    def lookout(self, **fields: Any) -> LookoutEvent:
+        return LookoutEvent(**self.envelope("lookout", fields.pop("ts", None)), **fields)
 
     def cmd_result(self, **fields: Any) -> CommandResultEvent:
         return CommandResultEvent(**self.envelope("cmd_result", fields.pop("ts", None)), **fields)

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from agent import __version__, credentials, logs
 from agent.clock import ClockWatch
 from agent.config import AgentConfig, ConfigError, config_hash, load, secret_files
-from agent.config.lookout import index_path
+from agent.config.lookout import audit_path, index_path
 from agent.events import EventStamper, Topics
 from agent.faults import FaultWatch
 from agent.health import Notifier, heartbeat
@@ -144,7 +144,8 @@ class Runner:
             lookout = None
             if cfg.lookout.enabled:
                 where = str(index_path(cfg.lookout, cfg.spool.path))
-                lookout = cfg.lookout.model_copy(update={"index_path": where})
+                audit = str(audit_path(cfg.lookout, cfg.spool.path))
+                lookout = cfg.lookout.model_copy(update={"index_path": where, "audit_path": audit})
             return make_vision(cfg.cameras, cfg.detection, outbox, lookout=lookout)
         except Exception as exc:  # noqa: BLE001 - a broken model must not take the bell down
             log.error("vision disabled: %s", exc)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.centre.sender import SendResult
 
 __all__ = ["register"]
 
@@ -112,16 +115,30 @@ def _send_key(args: argparse.Namespace) -> bytes | None:
         raise UserError(f"send: {exc}") from None
 
 
-def _cmd_send(args: argparse.Namespace) -> int:
+def exchange(
+    args: argparse.Namespace,
+    device: str,
+    command: str,
+    cmd_args: dict[str, Any],
+    req: str | None = None,
+) -> tuple[str, SendResult]:
+    """Sign (``--key-file``) and publish a command to ``device`` (``_site``: the whole site,
+    every answer collected until ``--timeout``); (request id, SendResult)."""
     from agent.centre.sender import request_command
-    from agent.events import encode
 
     access, prefix, site = _broker_target(args)
-    req, out = request_command(
-        access, prefix=prefix, site=site, device=args.device, command=args.command,
-        key=_send_key(args), args=dict(_parse_arg(a) for a in args.arg), timeout=args.timeout,
-        v5=args.protocol == "5", req=args.req,
+    return request_command(
+        access, prefix=prefix, site=site, device=device, command=command,
+        key=_send_key(args), args=cmd_args, timeout=args.timeout,
+        v5=args.protocol == "5", req=req,
     )  # fmt: skip
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    from agent.events import encode
+
+    cmd_args = dict(_parse_arg(a) for a in args.arg)
+    req, out = exchange(args, args.device, args.command, cmd_args, args.req)
     if out.error or not out.results:
         why = out.error or f"no result for {args.command} (req {req}) within {args.timeout:g} s"
         print(f"send: {why}")

@@ -36,7 +36,7 @@ from agent.config.loading import (
     redacted,
     secret_files,
 )
-from agent.config.lookout import LookoutConfig, index_path
+from agent.config.lookout import LookoutConfig, audit_path, index_path
 from agent.config.model import AgentConfig
 from agent.config.mqtt import MqttConfig, TlsConfig
 from agent.config.runtime import CommandsConfig, HealthConfig, LogConfig, SpoolConfig
@@ -66,6 +66,7 @@ __all__ = [
     "SupervisionConfig",
     "TlsConfig",
     "ZoneConfig",
+    "audit_path",
     "config_hash",
     "find_profile",
     "index_path",

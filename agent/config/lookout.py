@@ -8,9 +8,10 @@ from pydantic import Field
 
 from agent.config.base import Strict
 
-__all__ = ["INDEX_NAME", "LookoutConfig", "index_path"]
+__all__ = ["AUDIT_NAME", "INDEX_NAME", "LookoutConfig", "audit_path", "index_path"]
 
 INDEX_NAME = "lookout.db"
+AUDIT_NAME = "lookout-audit.jsonl"
 
 
 class LookoutConfig(Strict):
@@ -39,10 +40,29 @@ class LookoutConfig(Strict):
     thumbnails: bool = Field(
         default=True, description="Keep a masked body thumbnail (at most 96x192) per record."
     )
+    max_active: int = Field(
+        default=8, ge=1, le=64, description="Most lookouts active at once; more are refused."
+    )
+    audit_path: str | None = Field(
+        default=None,
+        min_length=1,
+        description="JSON-lines audit log of lookouts and candidates sent; default "
+        "'lookout-audit.jsonl' in the spool's folder.",
+    )
+    audit_days: float = Field(
+        default=90.0, gt=0, le=3650, description="Days an audit entry is kept."
+    )
+
+
+def _beside_spool(given: str | None, spool_path: str, name: str) -> Path:
+    return Path(given) if given is not None else Path(spool_path).parent / name
 
 
 def index_path(lookout: LookoutConfig, spool_path: str) -> Path:
     """Where the index lives: ``lookout.index_path``, else next to the spool file."""
-    if lookout.index_path is not None:
-        return Path(lookout.index_path)
-    return Path(spool_path).parent / INDEX_NAME
+    return _beside_spool(lookout.index_path, spool_path, INDEX_NAME)
+
+
+def audit_path(lookout: LookoutConfig, spool_path: str) -> Path:
+    """Where the audit log lives: ``lookout.audit_path``, else next to the spool file."""
+    return _beside_spool(lookout.audit_path, spool_path, AUDIT_NAME)

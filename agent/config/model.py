@@ -11,7 +11,7 @@ from agent.config.bell import BellConfig
 from agent.config.cameras import CameraConfig
 from agent.config.detection import DetectionConfig
 from agent.config.device import DeviceConfig
-from agent.config.lookout import LookoutConfig, index_path
+from agent.config.lookout import LookoutConfig, audit_path, index_path
 from agent.config.mqtt import MqttConfig
 from agent.config.runtime import CommandsConfig, HealthConfig, LogConfig, SpoolConfig
 
@@ -46,7 +46,10 @@ class AgentConfig(Strict):
     @model_validator(mode="after")
     def _index_not_spool(self) -> AgentConfig:
         # The spool is the outbox: the index must never be sent by replaying it.
+        spool = Path(self.spool.path).resolve()
         index = index_path(self.lookout, self.spool.path).resolve()
-        if index == Path(self.spool.path).resolve():
+        if index == spool:
             raise ValueError("lookout.index_path: must not be the spool file (spool.path)")
+        if audit_path(self.lookout, self.spool.path).resolve() in (spool, index):
+            raise ValueError("lookout.audit_path: must be a file of its own (not spool, index)")
         return self

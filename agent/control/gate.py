@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from agent.config import CommandsConfig
 from agent.control.auth import KeyFileError, ReplayCache, TokenBucket, load_key, verify
-from agent.control.registry import Args, CommandSpec
+from agent.control.registry import Args, CommandSpec, Signer
 from agent.events import CommandRequest, Topics
 
 __all__ = ["Accepted", "Dropped", "Gate", "Keys", "Rejected", "Verdict", "errors_text"]
@@ -41,6 +41,7 @@ class Accepted:
     req: str
     args: Args
     broadcast: bool
+    signer: Signer = "device"
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ class Gate:
             return Rejected(name, req, f"unknown command {name!r}; known: {known}")
         if broadcast and not spec.broadcast:
             return Rejected(name, req, f"not for broadcast: {name!r} must be sent to each device")
-        why = self._authentic(topic, request, broadcast)
+        why, signer = self._authentic(topic, request, broadcast)
         if why is None:
             why = self._fresh(request, now_ms)
         if why is not None:
@@ -199,26 +200,31 @@ class Gate:
             args = spec.args.model_validate(request.args)
         except ValidationError as exc:
             return Rejected(name, req, f"invalid arguments: {errors_text(exc, 'args.')}")
-        return Accepted(spec, req, args, broadcast)
+        return Accepted(spec, req, args, broadcast, signer)
 
-    def _authentic(self, topic: str, request: CommandRequest, broadcast: bool) -> str | None:
+    def _authentic(
+        self, topic: str, request: CommandRequest, broadcast: bool
+    ) -> tuple[str | None, Signer]:
+        """Why the signature is not good (None: it is), and which key made it."""
         key = self.keys.site if broadcast else self.keys.device
         previous = self.keys.previous_site if broadcast else self.keys.previous_device
+        which: Signer = "site" if broadcast else "device"
         if key is None:
-            return self.keys.site_problem if broadcast else self.keys.device_problem
+            return (self.keys.site_problem if broadcast else self.keys.device_problem), which
         if request.mac is None:
-            return "unsigned: the command has no mac"
+            return "unsigned: the command has no mac", which
         try:
             if verify(key, topic, request.req, request.ts, request.args, mac=request.mac):
-                return None
+                return None, which
             if previous is not None and verify(
                 previous, topic, request.req, request.ts, request.args, mac=request.mac
             ):
                 self.verified_with_previous += 1
-                return None
+                return None, "previous-site" if broadcast else "previous-device"
         except (TypeError, ValueError, RecursionError):
-            return "args cannot be put in canonical JSON, so the signature cannot be checked"
-        return "bad signature: mac does not match (wrong key, or a different signed text)"
+            why = "args cannot be put in canonical JSON, so the signature cannot be checked"
+            return why, which
+        return "bad signature: mac does not match (wrong key, or a different signed text)", which
 
     def _fresh(self, request: CommandRequest, now_ms: int) -> str | None:
         age = now_ms - request.ts

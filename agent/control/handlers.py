@@ -15,7 +15,8 @@ from pydantic import Field
 
 from agent import __version__
 from agent.config import AgentConfig, ConfigError, config_hash, load, redacted
-from agent.control.registry import Args, CommandSpec, Context, NoArgs, Outcome
+from agent.control.lookout import LookoutArgs, LookoutCancelArgs
+from agent.control.registry import Args, CommandSpec, Context, NoArgs, Outcome, Request
 
 __all__ = ["COMMANDS"]
 
@@ -167,6 +168,37 @@ def disarm(ctx: Context, args: ArmArgs) -> Outcome:
     return _arming(ctx, args, False)
 
 
+# --------------------------------------------------------------------------- lookout
+def lookout(ctx: Context, args: LookoutArgs) -> Outcome:
+    """Take a lookout on: the vision side audits it, looks back in the index, then matches
+    live until ``for_s``; the answer lists the lookouts in force."""
+    if ctx.vision is None:
+        return Outcome.failed("no camera is running on this unit")
+    from agent.vision.protocol import LookoutRequest
+
+    request = ctx.request or Request("", "local", site=False)
+    got = ctx.vision.start_lookout(
+        LookoutRequest(
+            spec=args, remaining_s=args.for_s, signer=request.signer, req=request.req,
+            site=request.site,
+        )
+    )  # fmt: skip
+    if isinstance(got, str):
+        return Outcome.failed(got)
+    data: dict[str, Any] = {"id": args.id, "accepted": True, "active": got}
+    if args.cls == "vehicle":
+        data["note"] = "this agent keeps appearance records of people only: nothing will match"
+    return Outcome.ok(data)
+
+
+def lookout_cancel(ctx: Context, args: LookoutCancelArgs) -> Outcome:
+    if ctx.vision is None:
+        return Outcome.failed("no camera is running on this unit")
+    if not ctx.vision.cancel_lookout(args.id):
+        return Outcome.rejected(f"no lookout {args.id!r} is active here")
+    return Outcome.ok({"id": args.id, "cancelled": True})
+
+
 COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("ping", ping, PingArgs, broadcast=True, summary="echo, version and boot id"),
     CommandSpec("config-get", config_get, broadcast=True, summary="effective config, redacted"),
@@ -176,4 +208,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("bell-ack", bell_ack, summary="acknowledge an alarm: siren and strobe off"),
     CommandSpec("arm", arm, ArmArgs, summary="arm a rule or zone for a period"),
     CommandSpec("disarm", disarm, ArmArgs, summary="disarm a rule or zone for a period"),
+    CommandSpec("lookout", lookout, LookoutArgs, broadcast=True, summary="search for a person"),
+    CommandSpec(
+        "lookout-cancel", lookout_cancel, LookoutCancelArgs, broadcast=True, summary="end it"
+    ),
 )

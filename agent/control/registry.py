@@ -11,12 +11,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from agent.config import AgentConfig
 from agent.outbox import Outbox
+
+if TYPE_CHECKING:
+    from agent.vision.protocol import LookoutRequest
 
 __all__ = [
     "Args",
@@ -26,10 +29,25 @@ __all__ = [
     "Handler",
     "NoArgs",
     "Outcome",
+    "Request",
     "RunnerControl",
+    "Signer",
     "VisionControl",
     "by_name",
 ]
+
+
+# Which key verified a command: the device's or the site's, or the one before a rotation.
+Signer = Literal["device", "site", "previous-device", "previous-site", "local"]
+
+
+@dataclass(frozen=True)
+class Request:
+    """The command being handled, as the gate accepted it (for handlers that audit)."""
+
+    req: str
+    signer: Signer
+    site: bool  # came on the site-wide topic
 
 
 class Args(BaseModel):
@@ -57,6 +75,8 @@ class VisionControl(Protocol):
     def request_snapshot(self, event_id: str, camera: str | None = None) -> bool: ...
     def arm(self, name: str, until: float) -> Any: ...
     def disarm(self, name: str, until: float) -> Any: ...
+    def start_lookout(self, msg: LookoutRequest) -> list[dict[str, Any]] | str: ...
+    def cancel_lookout(self, lookout_id: str) -> bool: ...
 
 
 class RunnerControl(Protocol):
@@ -101,6 +121,7 @@ class Context:
     bell: BellControl | None = None
     vision: VisionControl | None = None
     started: float = field(default_factory=time.monotonic)
+    request: Request | None = None  # set by the command thread for each handler call
 
 
 Handler = Callable[[Context, Any], Outcome]

@@ -23,6 +23,7 @@ from agent.control.registry import (
     BellControl,
     Context,
     Outcome,
+    Request,
     RunnerControl,
     VisionControl,
     by_name,
@@ -157,6 +158,7 @@ class CommandService(Worker):
         log.info(
             "command %s (req %s)%s", cmd.spec.name, cmd.req, " [site]" if cmd.broadcast else ""
         )
+        self.ctx.request = Request(cmd.req, cmd.signer, cmd.broadcast)
         try:
             return cmd.spec.handler(self.ctx, cmd.args)
         except Exception as exc:

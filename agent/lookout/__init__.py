@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from agent.lookout.colour import COLOURS, Judgement, judge, similarity
 from agent.lookout.height import HeightModel
-from agent.lookout.index import AppearanceIndex, Hit, Slots, slot_score
+from agent.lookout.index import AppearanceIndex, Hit, Slots
+from agent.lookout.match import lookout_score, match
 from agent.lookout.record import AppearanceRecord, Recorder
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "Recorder",
     "Slots",
     "judge",
+    "lookout_score",
+    "match",
     "similarity",
-    "slot_score",
 ]

@@ -29,7 +29,7 @@ import numpy as np
 from agent.lookout.colour import similarity
 from agent.lookout.record import AppearanceRecord
 
-__all__ = ["AppearanceIndex", "Hit", "Slots", "slot_score"]
+__all__ = ["AppearanceIndex", "Hit", "Scorer", "Slots"]
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS appearance (
@@ -68,32 +68,6 @@ class Hit:
     record: AppearanceRecord
     score: float
     matched: dict[str, float] = field(default_factory=dict)  # per asked slot, 0..1
-
-
-def _colour_match(asked: Sequence[str], seen: Sequence[tuple[str, float]]) -> float:
-    """The share of the best asked colour relative to the top colour: 1 when it is the
-    top colour, 0.5 when a second one half as strong, 0 when absent."""
-    if not seen:
-        return 0.0
-    top = seen[0][1] or 1.0
-    return max((min(1.0, p / top) for name, p in seen if name in asked), default=0.0)
-
-
-def slot_score(slots: Slots, rec: AppearanceRecord) -> tuple[float, dict[str, float]]:
-    """A plain default: the mean of the asked slots' matches.  The matcher brings its own
-    (weights, colour-confusion tolerance) through ``query(score=...)``."""
-    m: dict[str, float] = {}
-    if slots.upper:
-        m["upper"] = _colour_match(slots.upper, rec.upper)
-    if slots.lower:
-        m["lower"] = _colour_match(slots.lower, rec.lower)
-    if slots.size is not None:
-        m["size"] = 1.0 if rec.size == slots.size else 0.5 if rec.size == "unknown" else 0.0
-    if slots.items:
-        m["items"] = sum(i in rec.items for i in slots.items) / len(slots.items)
-    if slots.riding is not None:
-        m["riding"] = float(rec.riding == slots.riding)
-    return (sum(m.values()) / len(m) if m else 1.0), m
 
 
 Scorer = Callable[[Slots, AppearanceRecord], tuple[float, dict[str, float]]]
@@ -234,10 +208,15 @@ class AppearanceIndex:
         until_ms: int | None = None,
         min_score: float = 0.0,
         *,
-        score: Scorer = slot_score,
+        score: Scorer | None = None,
     ) -> list[Hit]:
         """Tracks of ``slots.cls`` seen between ``since_ms`` and ``until_ms`` (wall ms),
-        scored by ``score``, best first, those below ``min_score`` left out."""
+        scored by ``score`` (default: the lookout's, :func:`agent.lookout.match.lookout_score`),
+        best first, those below ``min_score`` left out."""
+        if score is None:
+            from agent.lookout.match import lookout_score  # it imports Slots from here
+
+            score = lookout_score
         until = self.now_ms() if until_ms is None else until_ms
         rows = self._rows(
             "cls = ? AND last_ms >= ? AND first_ms <= ?", (slots.cls, since_ms, until)

@@ -35,6 +35,8 @@ from agent.vision.protocol import (
     Facts,
     Fatal,
     FrameReader,
+    LookoutCancel,
+    LookoutRequest,
     ProtocolError,
     Ready,
     RuleRequest,
@@ -151,10 +153,18 @@ class Child:
 
     def _handle(self, msg: ToChild) -> None:
         svc = self.service
-        if svc is None or not isinstance(msg, SnapRequest | RuleRequest):
+        if svc is None or not isinstance(
+            msg, SnapRequest | RuleRequest | LookoutRequest | LookoutCancel
+        ):
             self.stop.set()  # Stop, or a second Config
         elif isinstance(msg, SnapRequest):
             svc.request_snapshot(msg.event_id, msg.camera)
+        elif isinstance(msg, LookoutRequest):
+            why = svc.start_lookout(msg)
+            if isinstance(why, str):
+                log.error("vision process: lookout %s not taken on: %s", msg.spec.id, why)
+        elif isinstance(msg, LookoutCancel):
+            svc.cancel_lookout(msg.id)
         else:
             # A duration, not a monotonic instant: correct whatever the two clocks are.
             until = None if msg.remaining_s is None else time.monotonic() + msg.remaining_s

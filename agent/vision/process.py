@@ -17,7 +17,8 @@ that breaks the protocol is counted and logged (``bad_messages``), never obeyed.
 What crosses the boundary, and how it stays correct:
 
 - events are re-stamped here (:meth:`EventStamper.restamp`): one ``seq`` per boot for the
-  whole agent, ids made here; a rule's snapshot follows its event's new id;
+  whole agent, ids made here (a lookout candidate keeps its id: the child's audit log
+  names it); a rule's snapshot follows its event's new id;
 - a restarted child's tracker counts from 1 again: its track ids are shifted past the
   highest one already sent, so a ``tid`` stays unique per camera and boot;
 - ``until`` of arm/disarm is sent as a remaining duration and added to the child's clock
@@ -42,6 +43,7 @@ from typing import Any
 
 from agent.config import CameraConfig, DetectionConfig, LookoutConfig
 from agent.events import Event
+from agent.lookout.active import Lookouts
 from agent.outbox import EventSink
 from agent.vision.launch import ChildProcess, end_process, launch
 from agent.vision.protocol import (
@@ -50,6 +52,8 @@ from agent.vision.protocol import (
     Facts,
     Fatal,
     FrameError,
+    LookoutCancel,
+    LookoutRequest,
     ProtocolError,
     Ready,
     RuleRequest,
@@ -91,12 +95,15 @@ class _Override:
         return RuleRequest(name=self.name, armed=self.armed, remaining_s=left)
 
 
+_Queued = SnapRequest | _Override | LookoutRequest | LookoutCancel
+
+
 class _Sender(Worker):
     """ "vision-tx": requests from a bounded queue to whichever child is current."""
 
     def __init__(self, child: Callable[[], ChildProcess | None]) -> None:
         super().__init__("vision-tx")
-        self.queue: queue.Queue[SnapRequest | _Override | Stop] = queue.Queue(maxsize=TX_MAX)
+        self.queue: queue.Queue[_Queued | Stop] = queue.Queue(maxsize=TX_MAX)
         self._current = child
 
     def request_stop(self) -> None:
@@ -163,6 +170,9 @@ class VisionProcess(Worker):
         self._child: ChildProcess | None = None
         self._tx = _Sender(lambda: self._child)
         self._overrides: dict[str, _Override] = {}
+        # The lookouts in force, mirrored here: the command's answer, and replayed to a
+        # restarted child (which keeps the matcher's own table).
+        self._lookouts = Lookouts(lookout.max_active if lookout is not None else 1)
         self._ov_lock = threading.Lock()  # commands thread vs vision-rx (replay)
         self._ids: OrderedDict[str, str] = OrderedDict()
         self._tid_max: dict[str, int] = {c.id: -1 for c in cameras}
@@ -242,11 +252,33 @@ class VisionProcess(Worker):
         log.info("vision: %s %s until %s", "armed" if armed else "disarmed", name, until)
         return True
 
-    def _queue(self, item: SnapRequest | _Override) -> bool:
+    def start_lookout(self, msg: LookoutRequest) -> list[dict[str, Any]] | str:
+        """Take a lookout on (the child audits, looks back and matches); the lookouts in
+        force, or why not."""
+        if self.lookout is None or not self.lookout.enabled:
+            return "lookout is off on this unit (lookout.enabled is false)"
+        with self._ov_lock:
+            got = self._lookouts.add(msg.spec, msg.remaining_s, msg.signer, msg.req, msg.site)
+            if isinstance(got, str):
+                return got
+            if not self._queue(msg):
+                self._lookouts.cancel(msg.spec.id)
+                return "the vision process is busy (its request queue is full); try again"
+        return self._lookouts.summary(sent=False)
+
+    def cancel_lookout(self, lookout_id: str) -> bool:
+        """End a lookout; False when it was not in force."""
+        with self._ov_lock:
+            if self._lookouts.cancel(lookout_id) is None:
+                return False
+            self._queue(LookoutCancel(id=lookout_id))
+        return True
+
+    def _queue(self, item: _Queued) -> bool:
         try:
             self._tx.queue.put_nowait(item)
         except queue.Full:
-            what = "snapshot" if isinstance(item, SnapRequest) else "rule"
+            what = getattr(item, "t", "rule")
             log.warning("vision: %s request refused, %d already waiting", what, TX_MAX)
             return False
         return True
@@ -306,6 +338,14 @@ class VisionProcess(Worker):
                     del self._overrides[name]
                 else:
                     self._queue(override)
+            self._lookouts.expire()
+            for a in self._lookouts.active():
+                self._queue(
+                    LookoutRequest(
+                        spec=a.spec, remaining_s=max(0.001, a.until - now),
+                        signer=a.signer, req=a.req, site=a.site, replayed=True,
+                    )
+                )  # fmt: skip
 
     def _pump(self, child: ChildProcess) -> str:
         """Handle the child's messages until it ends; the reason: crashed, hung or stopped."""
@@ -372,6 +412,11 @@ class VisionProcess(Worker):
 
     def _event(self, event: Event) -> None:
         adopted = self.sink.stamper.restamp(self._shift_tids(event))
+        if event.k == "lookout":
+            # A candidate keeps the id the child gave it (unique: the child's boot id is
+            # this boot's plus its generation), so that the child's audit log names the very
+            # event the centre receives; it still gets this agent's seq.
+            adopted = adopted.model_copy(update={"id": event.id})
         if getattr(event, "snap", None):
             self._ids[event.id] = adopted.id
             while len(self._ids) > IDS_MAX:

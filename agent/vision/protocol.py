@@ -42,6 +42,8 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
 from agent.config import CameraConfig, DetectionConfig, LookoutConfig
 from agent.config.checks import camera_problems
+from agent.control.lookout import LookoutArgs
+from agent.control.registry import Signer
 from agent.events import Event
 
 __all__ = [
@@ -53,6 +55,8 @@ __all__ = [
     "Fatal",
     "FrameError",
     "FrameReader",
+    "LookoutCancel",
+    "LookoutRequest",
     "ProtocolError",
     "Ready",
     "RuleRequest",
@@ -132,6 +136,29 @@ class RuleRequest(_Message):
 
 
 @dataclass(frozen=True, kw_only=True)
+class LookoutRequest(_Message):
+    """Take a lookout on for ``remaining_s`` from now (a duration, as for rules): search the
+    index at once, then match live.  ``signer`` and ``site`` are for the audit log;
+    ``replayed`` when the agent re-sends it to a restarted child."""
+
+    t: Literal["lookout"] = "lookout"
+    spec: LookoutArgs
+    remaining_s: float = Field(gt=0)
+    signer: Signer
+    req: str = Field(max_length=64)
+    site: bool
+    replayed: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class LookoutCancel(_Message):
+    """End the lookout ``id`` (nothing more is sent for it)."""
+
+    t: Literal["lookout-cancel"] = "lookout-cancel"
+    id: str = Field(max_length=40)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Stop(_Message):
     """Stop the service and exit."""
 
@@ -198,7 +225,7 @@ class Fatal(_Message):
     text: str
 
 
-ToChild = Config | SnapRequest | RuleRequest | Stop
+ToChild = Config | SnapRequest | RuleRequest | LookoutRequest | LookoutCancel | Stop
 ToParent = Ready | EventReport | StateReport | Snapshot | Facts | Fatal
 
 M = TypeVar("M", bound=_Message)

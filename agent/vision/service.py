@@ -31,12 +31,15 @@ from agent.detect.detections import Detections
 from agent.detect.lifecycle import TrackEvent
 from agent.detect.pipeline import TrackPipeline
 from agent.detect.rules import RuleHit
+from agent.lookout.active import Lookouts, Matcher
+from agent.lookout.audit import AuditLog
 from agent.lookout.index import AppearanceIndex
 from agent.lookout.record import Recorder
 from agent.outbox import EventSink
 from agent.video.capture import Capture, Frame
 from agent.video.motion import MotionGate
 from agent.video.snapshot import SnapshotError, encode_snapshot
+from agent.vision.protocol import LookoutRequest
 from agent.worker import Worker
 
 __all__ = ["DetectorLike", "VisionService"]
@@ -108,9 +111,12 @@ class VisionService(Worker):
         self._person = names.index("person") if "person" in names else -1
         self.index: AppearanceIndex | None = None
         self.lookout_errors = 0
+        self.lookouts = Lookouts(lookout.max_active if lookout is not None else 1)
+        self.matcher: Matcher | None = None
         if lookout is not None and lookout.enabled and self.detector is not None:
             self._open_lookout(lookout, names)
-        self._requests: queue.Queue[tuple[str, str]] = queue.Queue(maxsize=REQUESTS)
+        # (event id, camera) of a snapshot to take, or the id of a lookout to look back for
+        self._requests: queue.Queue[tuple[str, str] | str] = queue.Queue(maxsize=REQUESTS)
         self._rules_lock = threading.Lock()
         self.snapshots = 0
 
@@ -134,9 +140,11 @@ class VisionService(Worker):
                 max_rows=cfg.max_rows,
                 max_bytes=cfg.max_bytes,
             )
+            audit = AuditLog(cfg.audit_path or "lookout-audit.jsonl", cfg.audit_days)
         except Exception as exc:  # noqa: BLE001 - no index: detection goes on without it
             log.error("vision: no appearance records, the index could not open: %s", exc)
             return
+        self.matcher = Matcher(self.lookouts, self.index, self.sink, audit)
         for cam in self._cams.values():
             cam.recorder = Recorder(
                 cam.cfg.id,
@@ -205,7 +213,34 @@ class VisionService(Worker):
     def detector_facts(self) -> dict[str, Any]:
         if self.detector is None:
             return {"state": "failed" if self.detector_error else "off", "why": self.detector_error}
-        return {"state": "ok", **self.detector.facts()}
+        out = {"state": "ok", **self.detector.facts()}
+        if self.matcher is not None:
+            out["lookouts"] = self.lookouts.summary()
+        return out
+
+    # ------------------------------------------------------------------ lookouts
+    def start_lookout(self, msg: LookoutRequest) -> list[dict[str, Any]] | str:
+        """Take a lookout on (audited), look back in the index on the vision thread, then
+        match live; the lookouts in force, or why not."""
+        if self.matcher is None:
+            return "lookout is off on this unit (no detector or no appearance index)"
+        spec = msg.spec
+        got = self.lookouts.add(spec, msg.remaining_s, msg.signer, msg.req, msg.site)
+        if isinstance(got, str):
+            return got
+        self.matcher.started(got, broadcast=msg.site, replayed=msg.replayed)
+        try:
+            self._requests.put_nowait(spec.id)
+        except queue.Full:  # live matching still runs; only the look-back is skipped
+            log.warning("vision: lookout %s: no room to look back, live matching only", spec.id)
+        return self.lookouts.summary()
+
+    def cancel_lookout(self, lookout_id: str) -> bool:
+        """End a lookout; False when it was not in force."""
+        active = self.lookouts.cancel(lookout_id)
+        if active is not None and self.matcher is not None:
+            self.matcher.ended(active, "cancel")
+        return active is not None
 
     # ------------------------------------------------------------------ requests
     def request_snapshot(self, event_id: str, camera: str | None = None) -> bool:
@@ -272,12 +307,29 @@ class VisionService(Worker):
 
     def _serve(self, wait: float) -> None:
         """Wait for the next due camera, answering snapshot requests meanwhile."""
+        if self.matcher is not None:
+            self.matcher.expire()
         try:
-            event_id, cid = self._requests.get(timeout=wait) if wait > 0 else ("", "")
+            # Behind schedule (a slow detector), one request is still served per turn: a
+            # snapshot or a lookout must not wait until the cameras are idle.
+            item = self._requests.get(timeout=wait) if wait > 0 else self._requests.get_nowait()
         except queue.Empty:
             return
-        if event_id:
-            self._requested_snapshot(event_id, self._cams[cid])
+        if isinstance(item, str):
+            self._look_back(item)
+        elif item[0]:
+            self._requested_snapshot(item[0], self._cams[item[1]])
+
+    def _look_back(self, lookout_id: str) -> None:
+        assert self.matcher is not None
+        try:
+            t0 = time.perf_counter()
+            sent = self.matcher.look_back(lookout_id)
+            ms = (time.perf_counter() - t0) * 1000
+            log.info("vision: lookout %s looked back in %.0f ms, %d sent", lookout_id, ms, sent)
+        except Exception:  # a lookout is never worth the cameras' detection
+            self.lookout_errors += 1
+            log.exception("vision: lookout %s: looking back failed", lookout_id)
 
     def _analyse(self, cam: _Camera) -> None:
         frame = cam.capture.slot.take(cam.last_seq)
@@ -320,6 +372,8 @@ class VisionService(Worker):
             )
             if records:
                 self.index.insert(records)
+                if self.matcher is not None:
+                    self.matcher.live(records)
             cam.lookout_ms.append((time.perf_counter() - t0) * 1000)
         except Exception:  # appearance records are never worth a camera's detection
             self.lookout_errors += 1

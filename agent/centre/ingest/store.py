@@ -90,6 +90,13 @@ INSERT INTO snapshots (event_id, dev, site, jpeg) VALUES (%s, %s, %s, %s)
 ON CONFLICT (event_id) DO NOTHING
 """
 
+_LOOKOUT = """
+INSERT INTO lookout_candidates (event_id, dev, site, look, cam, tid, score, live, first_at,
+                                last_at, body)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (event_id) DO NOTHING
+"""
+
 _OPEN = """
 INSERT INTO open_alarms (event_id, dev, site, ts, inp, loc) VALUES (%s, %s, %s, %s, %s, %s)
 ON CONFLICT (event_id) DO NOTHING
@@ -165,6 +172,7 @@ class Store:
                 conn.execute(_SNAPSHOT, (r.event_id, r.dev, r.site, r.jpeg))
         new = self._events(conn, list(events.values()))
         self._alarms(conn, [r for r in events.values() if r.event.id in new])
+        self._candidates(conn, [r for r in events.values() if r.event.id in new])
         with conn.cursor() as cur:
             if beats:
                 cur.executemany(_HEARTBEAT, [self._beat(beats[d]) for d in sorted(beats)])
@@ -192,6 +200,22 @@ class Store:
             closes = [(r.event.dev, utc(r.event.ts)) for r in new if r.closes_alarms]
             if closes:
                 cur.executemany(_CLOSE, closes)
+
+    @staticmethod
+    def _candidates(conn: psycopg.Connection[tuple[Any, ...]], new: list[EventRecord]) -> None:
+        """A lookout's candidates into their own table (their thumbnails are snapshots)."""
+        rows = []
+        for r in new:
+            e = r.event
+            if isinstance(e, ev.LookoutEvent):
+                body = Jsonb(e.model_dump(mode="json", include={"m", "seen", "hist"}))
+                rows.append(
+                    (e.id, e.dev, r.site, e.look, e.cam, e.tid, e.sc, e.live, utc(e.t0),
+                     utc(e.t1), body)
+                )  # fmt: skip
+        if rows:
+            with conn.cursor() as cur:
+                cur.executemany(_LOOKOUT, rows)
 
     @staticmethod
     def _beat(r: EventRecord) -> dict[str, Any]:

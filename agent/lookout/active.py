@@ -1,0 +1,239 @@
+"""Active lookouts on a pole, and the matcher that turns records into candidates.
+
+:class:`Lookouts` is the bounded table (``lookout.max_active``), expiring by monotonic
+time; the agent keeps one (to answer the command and to replay lookouts to a restarted
+vision process) and the vision side keeps one with the matcher's state.
+:class:`Matcher` runs on the vision side: :meth:`Matcher.look_back` searches the local index
+at once when a lookout arrives, :meth:`Matcher.live` scores every record as it is written.
+Each track is reported at most once per lookout, again only when its score rose by
+:data:`~agent.lookout.match.RISE`, and at most ``max_candidates`` times per lookout.  Every
+lookout, candidate, cancel and expiry is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.control.registry import Signer
+from agent.lookout.audit import AuditLog
+from agent.lookout.colour import similarity
+from agent.lookout.index import AppearanceIndex, Hit
+from agent.lookout.match import RISE, LookoutArgs, lookout_score, match
+from agent.lookout.record import AppearanceRecord
+from agent.outbox import EventSink
+
+__all__ = ["Active", "Lookouts", "Matcher"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Active:
+    """One lookout in force: what it asks, until when (monotonic), who signed it."""
+
+    spec: LookoutArgs
+    until: float
+    signer: Signer
+    req: str
+    site: bool = False
+    looked_back: bool = False  # live matching starts once the look-back has run
+    sent: int = 0
+    reported: dict[tuple[str, int], float] = field(default_factory=dict)  # (cam, tid) -> score
+
+
+class Lookouts:
+    """The lookouts in force, at most ``max_active``; thread-safe."""
+
+    def __init__(self, max_active: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_active = max_active
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._by_id: dict[str, Active] = {}
+
+    def add(
+        self, spec: LookoutArgs, remaining_s: float, signer: Signer, req: str, site: bool = False
+    ) -> Active | str:
+        """Take a lookout on (a known id is renewed); why not, when the table is full."""
+        with self._lock:
+            self._expire(self._clock())
+            old = self._by_id.get(spec.id)
+            if old is None and len(self._by_id) >= self.max_active:
+                return (
+                    f"already {len(self._by_id)} lookouts active (lookout.max_active); "
+                    "cancel one first"
+                )
+            active = Active(spec, self._clock() + remaining_s, signer, req, site)
+            if old is not None and old.spec.model_dump() == spec.model_dump():
+                active.sent, active.reported = old.sent, old.reported  # renewed: same tracks
+                active.looked_back = old.looked_back
+            self._by_id[spec.id] = active
+            return active
+
+    def cancel(self, lookout_id: str) -> Active | None:
+        with self._lock:
+            return self._by_id.pop(lookout_id, None)
+
+    def expire(self) -> list[Active]:
+        """Remove and return the lookouts whose time is up."""
+        with self._lock:
+            return self._expire(self._clock())
+
+    def _expire(self, now: float) -> list[Active]:
+        gone = [a for a in self._by_id.values() if a.until <= now]
+        for a in gone:
+            del self._by_id[a.spec.id]
+        return gone
+
+    def get(self, lookout_id: str) -> Active | None:
+        with self._lock:
+            return self._by_id.get(lookout_id)
+
+    def active(self) -> list[Active]:
+        with self._lock:
+            return list(self._by_id.values())
+
+    def summary(self, *, sent: bool = True) -> list[dict[str, Any]]:
+        """[{id, left_s, sent}] for the heartbeat and the command's answer (``sent`` left out
+        where it is not known: the agent's mirror of the vision process's table)."""
+        now = self._clock()
+        out = []
+        for a in self.active():
+            one: dict[str, Any] = {"id": a.spec.id, "left_s": round(max(0.0, a.until - now))}
+            if sent:
+                one["sent"] = a.sent
+            out.append(one)
+        return out
+
+
+def _u8(raw: bytes) -> npt.NDArray[np.uint8]:
+    return np.frombuffer(raw, np.uint8)
+
+
+def _seen(rec: AppearanceRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {"size": rec.size, **rec.attrs()}
+    out.pop("height_ratio", None)
+    if rec.items:
+        out["items"] = list(rec.items)
+    if rec.riding:
+        out["riding"] = rec.riding
+    return out
+
+
+class Matcher:
+    """Candidates for the lookouts in ``table`` from ``index``, sent through ``sink``."""
+
+    def __init__(
+        self,
+        table: Lookouts,
+        index: AppearanceIndex,
+        sink: EventSink,
+        audit: AuditLog,
+        *,
+        wall_ms: Callable[[], int] | None = None,
+    ) -> None:
+        self.table, self.index, self.sink, self.audit = table, index, sink, audit
+        self._wall_ms = wall_ms or index.now_ms
+        self._lock = threading.Lock()  # the look-back and the live matching share `reported`
+        self.candidates = 0
+
+    def started(self, active: Active, *, broadcast: bool, replayed: bool = False) -> None:
+        """Write the lookout into the audit log (before anything is searched or sent)."""
+        spec = active.spec
+        self.audit.write(
+            "lookout", id=spec.id, req=active.req, signer=active.signer, site=broadcast,
+            slots=spec.asked(), since_s=spec.since_s, for_s=spec.for_s,
+            min_score=spec.min_score, max_candidates=spec.max_candidates, replayed=replayed,
+        )  # fmt: skip
+
+    def ended(self, active: Active, why: str) -> None:
+        self.audit.write(why, id=active.spec.id, sent=active.sent)
+
+    def look_back(self, lookout_id: str) -> int:
+        """Search what the index holds from ``since_s`` ago; candidates sent."""
+        active = self.table.get(lookout_id)
+        if active is None:
+            return 0
+        spec = active.spec
+        active.looked_back = True  # records written from now on are matched live
+        since = self._wall_ms() - int(spec.since_s * 1000)
+        hist = spec.histogram()
+        if hist is not None:
+            hits = self.index.similar(hist, since, k=spec.max_candidates)
+            hits = [h for h in hits if h.score >= spec.min_score]
+        else:
+            hits = self.index.query(
+                spec.slots(), since, min_score=spec.min_score, score=lookout_score
+            )
+        return sum(self._offer(active, h, live=False) for h in hits)
+
+    def expire(self) -> None:
+        """End (and audit) the lookouts whose time is up."""
+        for gone in self.table.expire():
+            self.ended(gone, "expired")
+
+    def live(self, records: Sequence[AppearanceRecord]) -> int:
+        """Score records just written against every lookout in force; candidates sent."""
+        self.expire()
+        sent = 0
+        for active in self.table.active():
+            if not active.looked_back:
+                continue  # what is written meanwhile is in the index for the look-back
+            spec = active.spec
+            hist = spec.histogram()
+            for rec in records:
+                if hist is not None:
+                    s = similarity(_u8(hist), _u8(rec.histogram))
+                    hit = Hit(rec, round(s, 4), {"histogram": s})
+                elif rec.cls == spec.cls:
+                    score, got = lookout_score(spec.slots(), rec)
+                    hit = Hit(rec, score, got)
+                else:
+                    continue
+                if hit.score >= spec.min_score:
+                    sent += self._offer(active, hit, live=True)
+        return sent
+
+    def _offer(self, active: Active, hit: Hit, *, live: bool) -> bool:
+        rec, spec = hit.record, active.spec
+        key = (rec.camera, rec.track)
+        with self._lock:
+            before = active.reported.get(key)
+            if before is not None and hit.score < before + RISE:
+                return False
+            if active.sent >= spec.max_candidates:
+                return False
+            active.reported[key] = hit.score
+            active.sent += 1
+        how = self._how(spec, hit)
+        event = self.sink.stamper.lookout(
+            ts=rec.last_ms, look=spec.id, cam=rec.camera, tid=rec.track, t0=rec.first_ms,
+            t1=rec.last_ms, sc=min(1.0, hit.score), live=live, m=how, seen=_seen(rec),
+            hist=base64.b64encode(rec.histogram).decode(), snap=True if rec.thumbnail else None,
+        )  # fmt: skip
+        if not self.sink.emit(event):
+            return False
+        if rec.thumbnail:
+            self.sink.snapshot(event.id, rec.thumbnail)
+        self.candidates += 1
+        self.audit.write(
+            "candidate", id=spec.id, event=event.id, cam=rec.camera, track=rec.track,
+            score=event.sc, live=live, matched={k: v["how"] for k, v in how.items()},
+            thumb_bytes=len(rec.thumbnail or b""),
+        )  # fmt: skip
+        return True
+
+    @staticmethod
+    def _how(spec: LookoutArgs, hit: Hit) -> dict[str, dict[str, Any]]:
+        if spec.hist is not None:
+            return {"histogram": {"m": round(min(1.0, hit.score), 3), "how": "similar"}}
+        found = match(spec.slots(), hit.record)
+        return {k: {"m": s.m, "how": s.how} for k, s in found.slots.items()}
