@@ -45,6 +45,13 @@ class DetectionConfig(Strict):
     spinning: bool = Field(
         default=False, description="Let onnxruntime threads spin between runs (more CPU)."
     )
+    memory: Literal["fast", "balanced", "lean"] = Field(
+        default="balanced",
+        description="onnxruntime's memory use: 'fast' keeps its memory pattern (one planned "
+        "block for all activations, about 35 MB more at 640); 'balanced' drops it at no "
+        "measured speed cost; 'lean' also drops the CPU arena (about 20 MB less again, each "
+        "frame 10-20 % more CPU). docs/benchmarks.md, 'Memory'.",
+    )
     isolation: Literal["process", "thread"] = Field(
         default="process",
         description="Run vision in a child process (restarted if it dies; the detector never "
