@@ -131,7 +131,10 @@ def peer_phase(row: Row, ctx: dict[str, Any], args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace, workdir: Path) -> list[Row]:
     int8 = str(int8_model())
-    peer = args.peer_python and Path(args.peer_python).exists()
+    peer = bool(args.peer_python) and (
+        subprocess.run([args.peer_python, "-c", "import ultralytics, lap"], check=False).returncode
+        == 0
+    )
     if not peer:
         print(f"no Ultralytics venv at {args.peer_python}: its rows stay empty")
     broker = LocalBroker(workdir / "broker").start()

@@ -47,10 +47,10 @@ class DetectionConfig(Strict):
     )
     memory: Literal["fast", "balanced", "lean"] = Field(
         default="balanced",
-        description="onnxruntime's memory use: 'fast' keeps its memory pattern (one planned "
-        "block for all activations, about 35 MB more at 640); 'balanced' drops it at no "
-        "measured speed cost; 'lean' also drops the CPU arena (about 20 MB less again, each "
-        "frame 10-20 % more CPU). docs/benchmarks.md, 'Memory'.",
+        description="onnxruntime's memory: 'fast' keeps its memory pattern (one planned block "
+        "for every activation, about 35 MB more at 640, no faster as measured); 'balanced' "
+        "drops it; 'lean' also drops the CPU arena (about 15 % slower; less memory only where "
+        "the allocator gives it back: measure). docs/benchmarks.md, 'Memory'.",
     )
     isolation: Literal["process", "thread"] = Field(
         default="process",
