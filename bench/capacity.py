@@ -172,7 +172,10 @@ def run(args: argparse.Namespace, workdir: Path) -> list[Row]:
                 elif row.load.startswith("agent"):
                     agent_phase(row, int8 if "INT8" in row.load else "default", ctx, args)
                 elif peer:
-                    peer_phase(row, ctx, args)
+                    try:
+                        peer_phase(row, ctx, args)
+                    except Exception as exc:  # noqa: BLE001 - report, keep the agent's rows
+                        print(f"  peer failed with {row.cameras} cameras: {exc!r}", flush=True)
                 print(f"  round {r + 1}: {row.load}, {row.cameras} cameras done", flush=True)
     finally:
         assert sub.stdin is not None

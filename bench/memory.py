@@ -32,6 +32,7 @@ if str(ROOT) not in sys.path:
 
 from agent.dev.broker import LocalBroker  # noqa: E402
 from tests.agentproc import AgentProcess, write_site  # noqa: E402
+from tests.vision.test_parent_imports import parent_imports  # noqa: E402
 
 MODES = ("fast", "balanced", "lean")
 
@@ -69,20 +70,6 @@ def agent_memory(
         return status_kb(agent.proc.pid), status_kb(kids[0])
     finally:
         agent.stop()
-
-
-def parent_imports() -> list[str]:
-    """Heavy modules in a process that built the CLI and imported the agent's runner."""
-    code = (
-        "import sys, agent.cli, agent.runner, agent.vision.process\n"
-        "agent.cli.build_parser()\n"
-        "print(' '.join(m for m in ('numpy', 'cv2', 'onnxruntime') if m in sys.modules))"
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-    )
-    return out.stdout.split()
 
 
 def speed(models: dict[str, str], frames: int, rounds: int) -> dict[tuple[str, str], list[float]]:

@@ -10,7 +10,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_cli_and_runner_load_no_numpy_opencv_or_onnxruntime() -> None:
+def parent_imports() -> list[str]:
+    """Heavy modules in a fresh process that built the CLI and imported the runner."""
     code = (
         "import sys, agent.cli, agent.runner, agent.vision.process\n"
         "agent.cli.build_parser()\n"
@@ -20,7 +21,11 @@ def test_cli_and_runner_load_no_numpy_opencv_or_onnxruntime() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
-    assert out.stdout.split() == []
+    return out.stdout.split()
+
+
+def test_cli_and_runner_load_no_numpy_opencv_or_onnxruntime() -> None:
+    assert parent_imports() == []
 
 
 def test_lazy_package_names_still_resolve() -> None:
