@@ -153,8 +153,8 @@ def spool_floor(directory: Path, n: int) -> list[float]:
     return ms
 
 
-def vision_cameras(n: int) -> list[Any]:
-    """``n`` cameras looping the sample video at its own 10 fps, motion gating off."""
+def vision_cameras(n: int, fps: float = 10, motion: bool = False) -> list[Any]:
+    """``n`` cameras looping the sample video at ``fps`` (its own 10), gating ``motion``."""
     from agent.config import CameraConfig
 
     return [
@@ -163,8 +163,8 @@ def vision_cameras(n: int) -> list[Any]:
                 "id": f"cam{i + 1}",
                 "source": "sample",
                 "loop": True,
-                "fps": 10,
-                "motion": {"enabled": False},
+                "fps": fps,
+                "motion": {"enabled": motion},
                 "zones": [{"name": "walk", "polygon": [[0, 0.45], [1, 0.45], [1, 1], [0, 1]]}],
                 "rules": [
                     {"name": "walk-in", "type": "intrusion", "zone": "walk", "cooldown_s": 5}
@@ -188,7 +188,15 @@ class DiscardingOutbox(Outbox):
         pass
 
 
-def start_vision(outbox: Outbox, phase: str, cameras: int) -> Any:
+def start_vision(
+    outbox: Outbox,
+    phase: str,
+    cameras: int,
+    *,
+    fps: float = 10,
+    motion: bool = False,
+    model: str = "default",
+) -> Any:
     """The vision pipeline on ``cameras`` sample cameras, as a thread or a child process.
 
     ``phase`` is ``thread`` or ``process[:PRIORITY]`` (``idle``, the default, or a niceness),
@@ -202,11 +210,16 @@ def start_vision(outbox: Outbox, phase: str, cameras: int) -> Any:
     if discard:
         outbox = DiscardingOutbox(outbox.spool, outbox.topics, outbox.stamper)
     detection = DetectionConfig.model_validate(
-        {"threads": 2, "isolation": isolation, "process_priority": priority or "idle"}
+        {
+            "threads": 2,
+            "isolation": isolation,
+            "process_priority": priority or "idle",
+            "model": model,
+        }
     )
     from agent.vision import make_vision
 
-    vision: Any = make_vision(vision_cameras(cameras), detection, outbox)
+    vision: Any = make_vision(vision_cameras(cameras, fps, motion), detection, outbox)
     vision.start()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # model loaded, every camera delivering
@@ -308,7 +321,19 @@ def measure(
     bell = BellService(cfg, DEVICE, outbox)
     link.start()
     bell.start()
-    vision = None if name == "idle" else start_vision(outbox, name, args.cameras)
+    # Phases that are not vision's (idle, or a peer loading the machine from outside).
+    vision = (
+        None
+        if name == "idle" or name.startswith("peer")
+        else start_vision(
+            outbox,
+            name.split(" ")[0],
+            args.cameras,
+            fps=getattr(args, "fps", 10),
+            motion=getattr(args, "motion", False),
+            model=getattr(args, "model", "default"),
+        )
+    )
     try:
         frames0 = vision.detector_facts().get("frames", 0) if vision is not None else 0
         child = getattr(vision, "pid", None)

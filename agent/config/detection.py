@@ -45,6 +45,13 @@ class DetectionConfig(Strict):
     spinning: bool = Field(
         default=False, description="Let onnxruntime threads spin between runs (more CPU)."
     )
+    memory: Literal["fast", "balanced", "lean"] = Field(
+        default="balanced",
+        description="onnxruntime's memory: 'fast' keeps its memory pattern (one planned block "
+        "for every activation, about 35 MB more at 640, no faster as measured); 'balanced' "
+        "drops it; 'lean' also drops the CPU arena (about 15 % slower; less memory only where "
+        "the allocator gives it back: measure). docs/benchmarks.md, 'Memory'.",
+    )
     isolation: Literal["process", "thread"] = Field(
         default="process",
         description="Run vision in a child process (restarted if it dies; the detector never "

@@ -12,18 +12,20 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any, Final
 
 from agent.config import DetectionConfig
+
+if TYPE_CHECKING:  # numpy loads with the command, not with `pole-agent run`'s parser
+    import numpy as np
+    import numpy.typing as npt
+
+    Frame = npt.NDArray[np.uint8]
 
 __all__ = ["FrameSource", "annotate", "detection_config", "register"]
 
 IMAGE_SUFFIXES: Final = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_FOURCC: Final = {".mp4": "mp4v", ".avi": "MJPG"}
-Frame = npt.NDArray[np.uint8]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -82,6 +84,7 @@ class FrameSource:
 
     def __init__(self, path: Path, start: int = 0, limit: int | None = None) -> None:
         import cv2
+        import numpy as np
 
         self.path, self.start, self.limit = path, start, limit
         self.image: Frame | None = None
@@ -105,6 +108,8 @@ class FrameSource:
         if self.image is not None:
             yield 0, self.image
             return
+        import numpy as np
+
         index, count = self.start, 0
         while self.limit is None or count < self.limit:
             ok, frame = self.cap.read()
@@ -123,6 +128,7 @@ class FrameSource:
 def _colour(class_id: int) -> tuple[int, int, int]:
     hue = (class_id * 47) % 180
     import cv2
+    import numpy as np
 
     hsv = np.array([[[hue, 200, 255]]], dtype=np.uint8)
     b, g, r = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]

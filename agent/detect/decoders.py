@@ -131,7 +131,11 @@ def decode_anchor_free(out: F32, thresholds: F32, iou: float, max_det: int = 300
         return Decoded.empty()
     # Prefilter along the contiguous axis (max over class rows), then transpose only the
     # few surviving anchors: reducing the strided (N, C) view costs several times more.
-    cand = np.flatnonzero(out[4:].max(axis=0) >= thresholds.min())
+    # Only the wanted classes' rows (6 of COCO's 80 by default): an anchor none of them
+    # reaches could only be decoded as another class, which the thresholds drop anyway.
+    wanted = np.flatnonzero(np.isfinite(thresholds))
+    scores = out[4:] if wanted.size == len(thresholds) else out[4 + wanted]
+    cand = np.flatnonzero(scores.max(axis=0) >= thresholds[wanted].min())
     rows = out[:, cand].T
     return _decode_rows(rows[:, :4], rows[:, 4:], None, thresholds, iou=iou, max_det=max_det)
 

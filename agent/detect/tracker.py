@@ -105,24 +105,30 @@ class _Track:
         return cls(tid, cls_id, x, p, t, t, score=score, box=box.copy())
 
     def predict(self, t: float, cap_s: float) -> None:
+        # The constant-velocity step F = [[I, d I], [0, I]] written out block-wise:
+        # F P F^T is two in-place row/column updates, not two 8x8 products per track.
         dt = max(t - self.t, 0.0)
-        f = np.eye(8)
-        f[:4, 4:] = np.eye(4) * min(dt, cap_s)
-        h = max(self.x[3], 1.0)
-        q = np.diag(np.square([h / 20] * 4 + [h / 8] * 4)) * max(dt, 1e-3)
-        self.x = f @ self.x
-        self.x[2:4] = np.maximum(self.x[2:4], 1.0)
-        self.p = f @ self.p @ f.T + q
+        d = min(dt, cap_s)
+        x, p = self.x, self.p
+        h = max(x[3], 1.0)
+        x[:4] += d * x[4:]
+        np.maximum(x[2:4], 1.0, out=x[2:4])
+        p[:, :4] += d * p[:, 4:]
+        p[:4, :] += d * p[4:, :]
+        q = max(dt, 1e-3)
+        p.flat[0:36:9] += (h / 20) ** 2 * q  # diagonal of the position block
+        p.flat[36:72:9] += (h / 8) ** 2 * q  # ... and of the velocity block
         self.t = t
 
     def correct(self, box: F, score: float, t: float) -> None:
+        # H picks the first four states, so H P H^T and P H^T are slices of P.
         z = _xyxy_to_z(box)
-        hm = np.hstack([np.eye(4), np.zeros((4, 4))])
-        r = np.diag(np.square([max(z[3], 1.0) / 20] * 4))
-        s = hm @ self.p @ hm.T + r
-        k = self.p @ hm.T @ np.linalg.inv(s)
-        self.x = self.x + k @ (z - hm @ self.x)
-        self.p = (np.eye(8) - k @ hm) @ self.p
+        p = self.p
+        s = p[:4, :4].copy()
+        s.flat[::5] += (max(z[3], 1.0) / 20) ** 2
+        k = np.linalg.solve(s, p[:4, :]).T  # P H^T S^-1 (P and S are symmetric)
+        self.x = self.x + k @ (z - self.x[:4])
+        self.p = p - k @ p[:4, :]
         self.box, self.score, self.last_hit = box.copy(), score, t
         self.hits += 1
         self.misses = 0

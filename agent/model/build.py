@@ -10,12 +10,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from agent.model.errors import QuantizeError
+from agent.model.options import Method
 
 if TYPE_CHECKING:
     from agent.detect.detector import Detector
@@ -33,7 +34,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Method = Literal["minmax", "entropy", "percentile"]
 CHUNK: Final = 8  # calibration frames per pass: bounds the calibrator's memory
 
 

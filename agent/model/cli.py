@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
 if TYPE_CHECKING:
-    from agent.model.quantize import Options
+    from agent.model.options import Options
 
 __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from agent.config import DetectionConfig
-    from agent.model.quantize import DEFAULT_FLOOR, Method, Options
+    from agent.model.options import DEFAULT_FLOOR, Method, Options
 
     defaults = Options()
     model = sub.add_parser("model", help="prepare detection models (INT8 quantization)")

@@ -22,7 +22,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -40,29 +40,13 @@ from agent.model.build import (
 from agent.model.errors import BelowFloorError, QuantizeError
 from agent.model.frames import FrameSplit, split_frames
 from agent.model.measure import Speed, agreement, speed
+from agent.model.options import DEFAULT_FLOOR, Options
 
 __all__ = ["DEFAULT_FLOOR", "Method", "Options", "Report", "quantize", "require_onnx"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FLOOR: Final = 0.9
 INSTALL_HINT: Final = "pip install '.[quantize]'"
-
-
-@dataclass(frozen=True)
-class Options:
-    """What ``pole-agent model quantize`` was asked for (defaults chosen by measurement)."""
-
-    frames: int = 32
-    holdout: int = 40
-    method: Method = "minmax"
-    float_head: bool = False
-    float_stem: bool = True
-    rewrite_softmax: bool = True
-    imgsz: int = 640
-    floor: float = DEFAULT_FLOOR
-    detection: DetectionConfig = field(default_factory=DetectionConfig)
-    speed_rounds: int = 8
 
 
 @dataclass(frozen=True)
