@@ -43,7 +43,7 @@ from typing import Any
 
 from agent.config import CameraConfig, DetectionConfig, LookoutConfig
 from agent.events import Event
-from agent.lookout.active import Lookouts
+from agent.lookout.registry import Lookouts
 from agent.outbox import EventSink
 from agent.vision.launch import ChildProcess, end_process, launch
 from agent.vision.protocol import (
