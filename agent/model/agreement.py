@@ -68,15 +68,6 @@ class Agreement:
 def iou_matrix(a: F32, b: F32) -> F32:
     """IoU of every box of ``a`` (N, 4) with every box of ``b`` (M, 4), xyxy (the tracker's)."""
     return np.asarray(tracker_iou(a.astype(np.float64), b.astype(np.float64)), dtype=np.float32)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.asarray(np.where(union > 0, inter / np.maximum(union, 1e-12), 0), np.float32)
 
 
 def match(reference: Detections, candidate: Detections, iou: float = IOU_MATCH) -> Agreement:
