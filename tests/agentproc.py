@@ -105,6 +105,13 @@ class AgentProcess:
 
     def stop(self, timeout: float = 20.0) -> int:
         if self.proc.poll() is None:
+            # SIGTERM before the agent installed its handlers would kill it outright (-15),
+            # as if it could not stop: let it finish starting first.
+            deadline = time.monotonic() + 30
+            while "running as" not in self.output() and time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.05)
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
