@@ -17,7 +17,7 @@ looks at names: only at op types and the wiring.
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +66,8 @@ def _consumers(nodes: Iterable[Any]) -> dict[str, list[Any]]:
     return found
 
 
-def _descendants(start: Iterable[Any], consumers: dict[str, list[Any]]) -> list[Any]:
+def _reach(start: Iterable[Any], step: Callable[[Any], Iterable[Any]]) -> dict[str, Any]:
+    """Every node reachable from ``start`` by ``step`` (its consumers, or its producers)."""
     seen: dict[str, Any] = {}
     todo = deque(start)
     while todo:
@@ -74,9 +75,14 @@ def _descendants(start: Iterable[Any], consumers: dict[str, list[Any]]) -> list[
         if node.name in seen:
             continue
         seen[node.name] = node
-        for out in node.output:
-            todo.extend(consumers.get(out, []))
-    return list(seen.values())
+        todo.extend(step(node))
+    return seen
+
+
+def _descendants(start: Iterable[Any], consumers: dict[str, list[Any]]) -> list[Any]:
+    return list(
+        _reach(start, lambda n: (c for o in n.output for c in consumers.get(o, []))).values()
+    )
 
 
 def _image_dependent(graph: Any, consumers: dict[str, list[Any]]) -> set[str]:
@@ -121,15 +127,7 @@ def _head_concats(nodes: list[Any], producers: dict[str, Any], image: set[str]) 
 
 
 def _ancestors(start: Iterable[Any], producers: dict[str, Any]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    todo = deque(start)
-    while todo:
-        node = todo.popleft()
-        if node.name in seen:
-            continue
-        seen[node.name] = node
-        todo.extend(producers[t] for t in node.input if t in producers)
-    return seen
+    return _reach(start, lambda n: (producers[i] for i in n.input if i in producers))
 
 
 def _head_convs(concat: Any, producers: dict[str, Any]) -> list[Any]:
