@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -19,11 +20,34 @@ from pathlib import Path
 __all__ = ["BrokerTls", "LocalBroker", "free_port", "mosquitto_binary", "sbin_binary"]
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A free port outside the kernel's ephemeral range, so it stays free while a server is down.
+
+    A port from ``bind(0)`` lies in the ephemeral range: once its server is stopped, any
+    outgoing connection on the machine may take it as its source port (a client retrying
+    that very port can even connect to itself), and the restart fails with "address already
+    in use" (seen in CI: mosquitto restarted after a minute's outage).  Ports below that
+    range are handed out only to explicit binds.
+    """
+    low, high = _ephemeral_range()
+    span = (10000, low) if low > 11000 else (high + 1, 65535)
+    for _ in range(200):
+        port = random.randrange(*span)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {span[0]}..{span[1] - 1}")
 
 
 def sbin_binary(name: str) -> str:

@@ -12,7 +12,6 @@ whatever is left even after a failed start.
 from __future__ import annotations
 
 import json
-import random
 import socket
 import subprocess
 import time
@@ -21,38 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.dev.broker import sbin_binary
+from agent.dev.broker import free_port, sbin_binary
 
-__all__ = ["NatsCluster", "NatsNode", "listen_port", "nats_binary"]
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-def listen_port() -> int:
-    """A free port outside the kernel's ephemeral range, so it stays free while a node is down.
-
-    A port from ``bind(0)`` lies in the ephemeral range: once its node is killed, any outgoing
-    connection on the machine may take it as its source port and the restart fails with
-    "address already in use" (seen on a busy test machine).  Ports below that range are
-    handed out only to explicit binds.
-    """
-    low, high = _ephemeral_range()
-    span = (10000, low) if low > 11000 else (high + 1, 65535)
-    for _ in range(200):
-        port = random.randrange(*span)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {span[0]}..{span[1] - 1}")
+__all__ = ["NatsCluster", "NatsNode", "nats_binary"]
 
 
 def nats_binary() -> str:
@@ -65,10 +35,10 @@ class NatsNode:
 
     name: str
     workdir: Path
-    client_port: int = field(default_factory=listen_port)
-    cluster_port: int = field(default_factory=listen_port)
-    mqtt_port: int = field(default_factory=listen_port)
-    http_port: int = field(default_factory=listen_port)
+    client_port: int = field(default_factory=free_port)
+    cluster_port: int = field(default_factory=free_port)
+    mqtt_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
