@@ -34,10 +34,11 @@ class TrackPipeline:
         *,
         tracker: TrackerParams | None = None,
         lifecycle: LifecycleParams | None = None,
+        first_tid: int = 1,
     ) -> None:
         self.camera = camera
         self.zones = ZoneSet.of(camera.zones)
-        self.tracker = Tracker(tracker)
+        self.tracker = Tracker(tracker, first_id=first_tid)
         self.lifecycle = Lifecycle(lifecycle)
         self.rules = RuleEngine(camera.rules, class_names)
 

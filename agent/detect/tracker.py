@@ -141,10 +141,12 @@ class _Track:
 class Tracker:
     """``update(dets, t) -> Detections`` of confirmed tracks matched in this frame."""
 
-    def __init__(self, params: TrackerParams | None = None) -> None:
+    def __init__(self, params: TrackerParams | None = None, *, first_id: int = 1) -> None:
+        """``first_id``: the first track's id (a restarted vision process carries on from
+        the ids its predecessor gave, so that a track id stays unique per camera and boot)."""
         self.params = params or TrackerParams()
         self._tracks: list[_Track] = []
-        self._next_id = 1
+        self._next_id = first_id
         self.created = 0
 
     @property

@@ -217,7 +217,13 @@ class Child:
         if not isinstance(first, Config):
             raise ProtocolError(f"expected the config message first, got {first.t!r}")
         sink = PipeSink(self, EventStamper(first.device_id, first.boot_id))
-        return VisionService(list(first.cameras), first.detection, sink, lookout=first.lookout)
+        return VisionService(
+            list(first.cameras),
+            first.detection,
+            sink,
+            lookout=first.lookout,
+            first_tids=first.first_tids,
+        )
 
     def _facts(self) -> Facts:
         svc = self.service

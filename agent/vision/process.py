@@ -19,8 +19,9 @@ What crosses the boundary, and how it stays correct:
 - events are re-stamped here (:meth:`EventStamper.restamp`): one ``seq`` per boot for the
   whole agent, ids made here (a lookout candidate keeps its id: the child's audit log
   names it); a rule's snapshot follows its event's new id;
-- a restarted child's tracker counts from 1 again: its track ids are shifted past the
-  highest one already sent, so a ``tid`` stays unique per camera and boot;
+- a restarted child's tracker carries on from the highest track id already sent (its
+  config says where to start), so a ``tid`` stays unique per camera and boot and names
+  the same track in object events, rules, lookout candidates and the appearance index;
 - ``until`` of arm/disarm is sent as a remaining duration and added to the child's clock
   (on Linux both processes read the same CLOCK_MONOTONIC anyway);
 - a child that dies, or whose vision thread stops turning for ``hang_s``, is logged in
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.config import CameraConfig, DetectionConfig, LookoutConfig
-from agent.events import Event
+from agent.events import Event, LookoutEvent, ObjectEvent, RuleEvent
 from agent.lookout.registry import Lookouts
 from agent.outbox import EventSink
 from agent.vision.launch import ChildProcess, end_process, launch
@@ -175,8 +176,7 @@ class VisionProcess(Worker):
         self._lookouts = Lookouts(lookout.max_active if lookout is not None else 1)
         self._ov_lock = threading.Lock()  # commands thread vs vision-rx (replay)
         self._ids: OrderedDict[str, str] = OrderedDict()
-        self._tid_max: dict[str, int] = {c.id: -1 for c in cameras}
-        self._tid_off: dict[str, int] = {c.id: 0 for c in cameras}
+        self._tid_max: dict[str, int] = {c.id: 0 for c in cameras}
         self._crashed_cams: set[str] = set()
         self._dropped_before = 0  # dropped object events of earlier children
         self.restarts = 0
@@ -322,11 +322,10 @@ class VisionProcess(Worker):
                     device_id=stamper.device_id,
                     boot_id=f"{stamper.boot_id}v{self.restarts}",  # ids replaced here anyway
                     lookout=self.lookout,
+                    first_tids={cid: m + 1 for cid, m in self._tid_max.items()},
                 )
             )
             self._child, self.pid = child, child.proc.pid
-            if self.restarts:
-                self._tid_off = {cid: m + 1 for cid, m in self._tid_max.items()}
         self._replay()
         return child
 
@@ -411,7 +410,8 @@ class VisionProcess(Worker):
             log.error("vision: the process could not start: %s", msg.text)
 
     def _event(self, event: Event) -> None:
-        adopted = self.sink.stamper.restamp(self._shift_tids(event))
+        self._note_tids(event)
+        adopted = self.sink.stamper.restamp(event)
         if event.k == "lookout":
             # A candidate keeps the id the child gave it (unique: the child's boot id is
             # this boot's plus its generation), so that the child's audit log names the very
@@ -423,15 +423,18 @@ class VisionProcess(Worker):
                 self._ids.popitem(last=False)
         self.sink.emit(adopted)
 
-    def _shift_tids(self, event: Event) -> Event:
-        if event.k == "object":
-            tid = event.tid + self._tid_off.get(event.cam, 0)
-            self._tid_max[event.cam] = max(self._tid_max.get(event.cam, -1), tid)
-            return event.model_copy(update={"tid": tid})
-        if event.k == "rule":
-            off = self._tid_off.get(event.cam, 0)
-            return event.model_copy(update={"tids": [t + off for t in event.tids]})
-        return event
+    def _note_tids(self, event: Event) -> None:
+        """The highest track id seen per camera: a restarted child starts above it.  (A
+        track the child made but never reported may get its id again after a restart;
+        nothing outside the child ever named it.)"""
+        if isinstance(event, ObjectEvent | LookoutEvent):
+            cam, tids = event.cam, [event.tid]
+        elif isinstance(event, RuleEvent):
+            cam, tids = event.cam, list(event.tids)
+        else:
+            return
+        if tids and cam in self._tid_max:
+            self._tid_max[cam] = max(self._tid_max[cam], *tids)
 
     def _on_facts(self, child: ChildProcess, facts: Facts) -> None:
         # An age, not the child's clock reading: right whatever the two clocks are.

@@ -105,6 +105,10 @@ class Config(_Message):
     device_id: str
     boot_id: str
     lookout: LookoutConfig | None = None  # index_path resolved by the agent
+    # per camera, the first track id to give: a restarted child carries on from the ids
+    # its predecessor gave, so that object events, rules and lookout candidates (and the
+    # appearance index) name a track by one id, unique per camera and boot
+    first_tids: dict[str, Annotated[int, Field(ge=1)]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # The same cross-key rules as a config file: the child trusts nothing it is sent.

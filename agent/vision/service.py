@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -90,9 +90,11 @@ class VisionService(Worker):
         *,
         detector_factory: Callable[[], DetectorLike] | None = None,
         lookout: LookoutConfig | None = None,
+        first_tids: Mapping[str, int] | None = None,
     ) -> None:
         """``lookout`` with its ``index_path`` resolved (see :func:`agent.config.index_path`);
-        None or disabled: no appearance records."""
+        None or disabled: no appearance records.  ``first_tids``: per camera, the first
+        track id to give (a restarted vision process carries on from its predecessor's)."""
         super().__init__("vision")
         self.sink = sink
         self.detection = detection
@@ -106,7 +108,10 @@ class VisionService(Worker):
             report = self._reporter(cfg.id)
             cap = Capture(cfg, report)
             self._cams[cfg.id] = _Camera(
-                cfg, cap, MotionGate(cfg.motion), TrackPipeline(cfg, names)
+                cfg,
+                cap,
+                MotionGate(cfg.motion),
+                TrackPipeline(cfg, names, first_tid=(first_tids or {}).get(cfg.id, 1)),
             )
         self._person = names.index("person") if "person" in names else -1
         self.index: AppearanceIndex | None = None

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from agent.config import CameraConfig, DetectionConfig
+from agent.config import CameraConfig, DetectionConfig, LookoutConfig
+from agent.control.lookout import LookoutArgs
 from agent.events import Event, EventStamper, Topics, decode_event
 from agent.outbox import Outbox
 from agent.spool import Spool, SpoolRow
@@ -27,7 +28,7 @@ from agent.vision import child as vision_child
 from agent.vision.child import OUT_MAX, SOFT_MAX, Child
 from agent.vision.launch import ChildProcess, child_env
 from agent.vision.process import VisionProcess
-from agent.vision.protocol import EventReport, StateReport, encode
+from agent.vision.protocol import EventReport, LookoutRequest, StateReport, encode
 
 pytestmark = pytest.mark.timeout(90)
 TOPICS = Topics("pole", "gangnam", "pole-0001")
@@ -63,7 +64,14 @@ class Run:
         # Niceness, not the default SCHED_IDLE: on a shared test machine an idle-class
         # child can starve behind other jobs; the default is checked below on its own.
         detection = DetectionConfig(threads=1, process_priority=10)
-        self.vision = VisionProcess([camera()], detection, self.outbox, restart_min_s=0.5)
+        lookout = LookoutConfig(
+            index_path=str(path.parent / "lookout.db"),
+            audit_path=str(path.parent / "audit.jsonl"),
+            refresh_s=5,
+        )
+        self.vision = VisionProcess(
+            [camera()], detection, self.outbox, restart_min_s=0.5, lookout=lookout
+        )
 
     def rows(self) -> list[SpoolRow]:
         return sorted(self.spool.next_batch(100_000), key=lambda r: r.id)
@@ -183,6 +191,36 @@ def test_sigkill_reports_lost_restarts_and_keeps_state(run: Run) -> None:
     walk = run.wait("walk-in after until", new(is_rule("walk-in")))
     assert walk[0].ts >= until_wall - 500
     one_sequence([e.seq for _, e in run.events()])
+
+
+def test_lookout_candidates_name_the_tracks_of_the_object_events(run: Run) -> None:
+    """After the restart above, the index holds tracks of both children: a candidate's
+    ``tid``, whichever child recorded it, is the ``tid`` its object events carried."""
+    spec = LookoutArgs(
+        id="T1", upper=["black", "blue", "grey", "red"], min_score=0.0, max_candidates=200
+    )
+    got = run.vision.start_lookout(
+        LookoutRequest(spec=spec, remaining_s=60, signer="local", req="t1", site=False)
+    )
+    assert not isinstance(got, str), got
+    cands = run.wait("lookout candidates", lambda: run.find(lambda e: e.k == "lookout"))
+    restart = run.vision.detector_facts()["proc"]["restarts"]
+    assert restart == 1
+    seen: dict[int, list[int]] = {}
+    for e in run.find(lambda e: e.k == "object"):
+        seen.setdefault(e.tid, []).append(e.ts)
+    # the first object event of a candidate's tid (its start, after the lifecycle's
+    # confirmation) falls within the track's first and last seen; with a tid of the other
+    # child's numbering it would not
+    named = [c for c in cands if c.tid in seen]
+    assert len(named) >= len(cands) // 2, (len(named), len(cands))
+    wrong = [
+        (c.tid, c.t0, c.t1, seen[c.tid])
+        for c in named
+        if not c.t0 - 1000 <= min(seen[c.tid]) <= c.t1 + 1000
+    ]
+    assert not wrong
+    assert run.vision.cancel_lookout("T1")
 
 
 def test_a_hung_child_is_killed_and_restarted(run: Run) -> None:
