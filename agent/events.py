@@ -210,18 +210,19 @@ class LookoutEvent(_Event):
     k: Literal["lookout"] = "lookout"
     look: str = Field(description="Lookout id.")
     cam: str = Field(description="Camera id.")
-    tid: int = Field(ge=0, description="Track id (the vision process's own).")
+    tid: int = Field(ge=0, description="Track id (as in the track's object events).")
     t0: int = Field(description="First seen, UTC ms.")
     t1: int = Field(description="Last seen, UTC ms.")
     sc: float = Field(ge=0, le=1, description="Score, three decimals.")
     live: bool = Field(description="Seen after the lookout arrived (else found looking back).")
     m: dict[str, SlotHow] = Field(
-        description="Per asked slot (upper, lower, size, items, riding; histogram when "
-        "similar): how it matched."
+        description="Per asked slot (upper, lower, size, items, riding; vehicle_colour, "
+        "vehicle_type; histogram when similar): how it matched."
     )
     seen: dict[str, Any] = Field(
         description="Attributes seen: upper, lower ([name, share] best first), size, items, "
-        "riding, heading, speed, frames."
+        "riding, heading, speed, frames; a vehicle's colour and type instead of the garments "
+        "and size."
     )
     hist: str = Field(description="The track's colour histogram, base64 of 128 bytes.")
     snap: Literal[True] | None = Field(

@@ -185,10 +185,7 @@ def lookout(ctx: Context, args: LookoutArgs) -> Outcome:
     )  # fmt: skip
     if isinstance(got, str):
         return Outcome.failed(got)
-    data: dict[str, Any] = {"id": args.id, "accepted": True, "active": got}
-    if args.cls == "vehicle":
-        data["note"] = "this agent keeps appearance records of people only: nothing will match"
-    return Outcome.ok(data)
+    return Outcome.ok({"id": args.id, "accepted": True, "active": got})
 
 
 def lookout_cancel(ctx: Context, args: LookoutCancelArgs) -> Outcome:

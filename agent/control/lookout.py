@@ -22,7 +22,7 @@ __all__ = ["ASKABLE", "HIST_BINS", "ITEMS", "LookoutArgs", "LookoutCancelArgs"]
 
 Colour = Literal[
     "black", "white", "grey", "red", "orange", "yellow", "green", "blue", "purple", "pink",
-    "brown", "navy", "beige", "skyblue",
+    "brown", "navy", "beige", "skyblue", "silver",
 ]  # fmt: skip
 ASKABLE: Final = Colour.__args__  # type: ignore[attr-defined]
 Item = Literal["backpack", "handbag", "umbrella", "suitcase"]
@@ -89,7 +89,7 @@ class LookoutArgs(Args):
         from agent.lookout.index import Slots
 
         if self.cls == "vehicle":
-            return Slots(cls="vehicle", upper=tuple(self.vehicle_colour))
+            return Slots(cls="vehicle", upper=tuple(self.vehicle_colour), vtype=self.vehicle_type)
         return Slots(
             cls="person",
             upper=tuple(self.upper),

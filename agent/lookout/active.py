@@ -41,6 +41,9 @@ def _u8(raw: bytes) -> npt.NDArray[np.uint8]:
 def _seen(rec: AppearanceRecord) -> dict[str, Any]:
     out: dict[str, Any] = {"size": rec.size, **rec.attrs()}
     out.pop("height_ratio", None)
+    if rec.cls == "vehicle":
+        out = {"colour": out.pop("upper"), "type": rec.vtype, **out}
+        del out["lower"], out["size"]
     if rec.items:
         out["items"] = list(rec.items)
     if rec.riding:

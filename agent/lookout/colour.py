@@ -26,6 +26,12 @@ dark colour     chromatic pixels darker than L* 35 give part of their vote to bl
 Grey-scale footage has C* about 0 everywhere, so it can only ever score black, grey and
 white.  A box shorter than :data:`MIN_HEIGHT` px or narrower than :data:`MIN_WIDTH` is not
 judged (None): its bands are a handful of pixels.
+
+A vehicle (:func:`judge_vehicle`) has one colour, its paint: the same per-pixel votes over
+one band, 45-85 % of the box height (below the windows, above the wheels' shadow) across
+the central 80 % of the width.  A vehicle box smaller than :data:`VEHICLE_MIN` (24 x 24 px)
+is not judged.  Glass and shadow vote black and grey; a painted body outvotes them, and a
+black or grey car still reads black or grey.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ __all__ = [
     "band_pixels",
     "histogram",
     "judge",
+    "judge_vehicle",
     "pixel_votes",
     "similarity",
     "top_two",
@@ -74,6 +81,10 @@ UPPER: Final = (0.18, 0.48)
 LOWER: Final = (0.55, 0.85)
 BAND_SAMPLE: Final = (24, 32)  # at most this many columns x rows per band (nearest pixel)
 MIN_SHARE: Final = 0.08  # a second colour below this share is not reported
+PERSON_COLS: Final = (0.25, 0.75)
+VEHICLE_BODY: Final = (0.45, 0.85)
+VEHICLE_COLS: Final = (0.10, 0.90)
+VEHICLE_MIN: Final = (24, 24)  # px, width x height: smaller vehicle boxes are not judged
 
 C_ACHROMATIC, C_CHROMATIC = 4.0, 11.0
 L_BLACK, L_GREY, L_GREY_TOP, L_WHITE = 22.0, 38.0, 70.0, 82.0
@@ -150,22 +161,28 @@ def _clip_box(box: tuple[float, float, float, float], w: int, h: int) -> tuple[i
 
 
 def band_pixels(
-    frame: U8, box: tuple[float, float, float, float], band: tuple[float, float]
+    frame: U8,
+    box: tuple[float, float, float, float],
+    band: tuple[float, float],
+    cols: tuple[float, float] = PERSON_COLS,
+    least: tuple[int, int] = (MIN_WIDTH, MIN_HEIGHT),
 ) -> U8 | None:
-    """The sampled BGR pixels of one band of a box, (rows, cols, 3); None when too small."""
+    """The sampled BGR pixels of one band (rows ``band``, columns ``cols``, as fractions of
+    the box) of a box, (rows, cols, 3); None when the box is smaller than ``least``
+    (width, height) px."""
     x1, y1, x2, y2 = _clip_box(box, frame.shape[1], frame.shape[0])
     bh, bw = box[3] - box[1], box[2] - box[0]
-    if bh < MIN_HEIGHT or bw < MIN_WIDTH:
+    if bh < least[1] or bw < least[0]:
         return None
     top, bottom = round(box[1] + band[0] * bh), round(box[1] + band[1] * bh)
-    left, right = round(box[0] + 0.25 * bw), round(box[0] + 0.75 * bw)
+    left, right = round(box[0] + cols[0] * bw), round(box[0] + cols[1] * bw)
     top, bottom = max(top, y1), min(bottom, y2)
     left, right = max(left, x1), min(right, x2)
     if bottom - top < 4 or right - left < 4:  # truncated at the frame border
         return None
     rows = np.linspace(top, bottom - 1, min(BAND_SAMPLE[1], bottom - top)).astype(np.intp)
-    cols = np.linspace(left, right - 1, min(BAND_SAMPLE[0], right - left)).astype(np.intp)
-    return np.asarray(frame[np.ix_(rows, cols)], np.uint8)
+    xs = np.linspace(left, right - 1, min(BAND_SAMPLE[0], right - left)).astype(np.intp)
+    return np.asarray(frame[np.ix_(rows, xs)], np.uint8)
 
 
 def _distribution(pixels: U8) -> F32:
@@ -214,3 +231,18 @@ def judge(frame: U8, box: tuple[float, float, float, float]) -> Judgement | None
     if upper is None or lower is None:
         return None
     return Judgement(_distribution(upper), _distribution(lower), histogram(upper, lower))
+
+
+def judge_vehicle(frame: U8, box: tuple[float, float, float, float]) -> Judgement | None:
+    """Judge the vehicle in ``box``: its body colour in ``upper`` (``lower`` all zero), and
+    a histogram of the body band's top and bottom halves (same length as a person's, so
+    "find similar" compares like with like).  None when smaller than :data:`VEHICLE_MIN`."""
+    body = band_pixels(frame, box, VEHICLE_BODY, VEHICLE_COLS, VEHICLE_MIN)
+    if body is None:
+        return None
+    half = max(1, body.shape[0] // 2)
+    return Judgement(
+        _distribution(body),
+        np.zeros(len(COLOURS), np.float32),
+        histogram(body[:half], body[half:] if body.shape[0] > half else body[:half]),
+    )

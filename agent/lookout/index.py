@@ -1,8 +1,9 @@
-"""The local appearance index: one SQLite row per person track, kept for a few hours.
+"""The local appearance index: one SQLite row per person or vehicle track, kept for hours.
 
 A file of its own next to the spool (never inside it: the spool is the outbox, and nothing
 here is ever sent by itself).  The slots a lookout asks about are columns (class, the two
-upper and two lower colours with their shares, size class, items, riding); the rest is JSON,
+upper and two lower colours with their shares, size class, items, riding, a vehicle's type;
+a vehicle's colour is in the upper columns); the rest is JSON,
 the histogram and the thumbnail are blobs.  Rows are bounded by age (``retention_h``), by
 count (``max_rows``) and by bytes (``max_bytes``), pruned on every insert batch: a delete
 through the ``last_ms`` index, then the oldest rows beyond the bounds; freed pages are
@@ -41,14 +42,16 @@ CREATE TABLE IF NOT EXISTS appearance (
     lower1 TEXT, lower1_p REAL, lower2 TEXT, lower2_p REAL,
     size TEXT NOT NULL, items TEXT NOT NULL, riding TEXT,
     attrs TEXT NOT NULL, hist BLOB NOT NULL, thumb BLOB, bytes INTEGER NOT NULL,
+    vtype TEXT,
     UNIQUE (camera, track, first_ms)
 );
 CREATE INDEX IF NOT EXISTS appearance_last ON appearance (last_ms);
 """
 COLUMNS: Final = (
     "camera, track, first_ms, last_ms, cls, upper1, upper1_p, upper2, upper2_p, lower1, "
-    "lower1_p, lower2, lower2_p, size, items, riding, attrs, hist, thumb, bytes"
+    "lower1_p, lower2, lower2_p, size, items, riding, attrs, hist, thumb, bytes, vtype"
 )
+N_COLUMNS: Final = COLUMNS.count(",") + 1
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class Slots:
     size: str | None = None
     items: tuple[str, ...] = ()
     riding: str | None = None
+    vtype: str | None = None  # a vehicle's type (cls "vehicle"; its colour is in upper)
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ def _row(rec: AppearanceRecord) -> tuple[Any, ...]:
     return (
         rec.camera, rec.track, rec.first_ms, rec.last_ms, rec.cls,
         *pair(rec.upper, 0), *pair(rec.upper, 1), *pair(rec.lower, 0), *pair(rec.lower, 1),
-        rec.size, items, rec.riding, attrs, rec.histogram, rec.thumbnail, size,
+        rec.size, items, rec.riding, attrs, rec.histogram, rec.thumbnail, size, rec.vtype,
     )  # fmt: skip
 
 
@@ -106,6 +110,7 @@ def _record(row: sqlite3.Row) -> AppearanceRecord:
         frames=attrs["frames"],
         histogram=bytes(row["hist"]),
         thumbnail=None if row["thumb"] is None else bytes(row["thumb"]),
+        vtype=row["vtype"],
     )
 
 
@@ -133,6 +138,9 @@ class AppearanceIndex:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # losing the last rows is harmless
         self._db.executescript(SCHEMA)
+        have = {r["name"] for r in self._db.execute("PRAGMA table_info(appearance)")}
+        if "vtype" not in have:  # an index written by an agent before vehicle records
+            self._db.execute("ALTER TABLE appearance ADD COLUMN vtype TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -148,7 +156,7 @@ class AppearanceIndex:
             with self._db:
                 self._db.executemany(
                     f"INSERT OR REPLACE INTO appearance ({COLUMNS}) "  # noqa: S608 - constant
-                    f"VALUES ({','.join('?' * 20)})",
+                    f"VALUES ({','.join('?' * N_COLUMNS)})",
                     rows,
                 )
                 gone = self._prune()

@@ -23,6 +23,8 @@ __all__ = [
     "CONFUSION",
     "HIST_BINS",
     "RISE",
+    "TYPE_CONFUSION",
+    "VEHICLE_WEIGHTS",
     "WEIGHTS",
     "LookoutArgs",
     "Match",
@@ -40,6 +42,18 @@ WEIGHTS: Final[dict[str, float]] = {
     "size": 0.10,
     "items": 0.15,
     "riding": 0.10,
+}
+# ... and of a vehicle lookout's two slots.
+VEHICLE_WEIGHTS: Final[dict[str, float]] = {"vehicle_colour": 0.60, "vehicle_type": 0.40}
+
+# asked vehicle type -> {seen type: how much it counts}: the detector calls a van a car or a
+# truck from one frame to the next, and a minibus a bus or a truck.
+TYPE_CONFUSION: Final[dict[str, dict[str, float]]] = {
+    "car": {"car": 1.0, "truck": 0.5},
+    "truck": {"truck": 1.0, "car": 0.5, "bus": 0.4},
+    "bus": {"bus": 1.0, "truck": 0.4},
+    "motorcycle": {"motorcycle": 1.0, "bicycle": 0.5},
+    "bicycle": {"bicycle": 1.0, "motorcycle": 0.5},
 }
 
 # asked colour -> {seen colour name: how much it counts}; the seen names are the 11 the
@@ -61,6 +75,7 @@ CONFUSION: Final[dict[str, dict[str, float]]] = {
     "navy": {"blue": 1.0, "black": 0.9, "purple": 0.4, "grey": 0.3},
     "beige": {"brown": 0.8, "white": 0.7, "yellow": 0.7, "orange": 0.5, "grey": 0.5},
     "skyblue": {"blue": 1.0, "white": 0.5, "grey": 0.5},
+    "silver": {"grey": 1.0, "white": 0.8, "black": 0.3, "blue": 0.3},
 }
 SIZE_UNKNOWN: Final = 0.5  # the camera has not learnt its people's height there yet
 
@@ -93,8 +108,18 @@ def _colour(asked: Sequence[str], seen: Sequence[tuple[str, float]]) -> SlotMatc
     return best
 
 
-def match(slots: Slots, rec: AppearanceRecord) -> Match:
-    """The weighted mean over the asked slots of each slot's match (see :data:`WEIGHTS`)."""
+def _vehicle(slots: Slots, rec: AppearanceRecord) -> dict[str, SlotMatch]:
+    got: dict[str, SlotMatch] = {}
+    if slots.upper:
+        got["vehicle_colour"] = _colour(slots.upper, rec.upper)
+    if slots.vtype is not None:
+        m = TYPE_CONFUSION[slots.vtype].get(rec.vtype or "", 0.0)
+        how = rec.vtype or "unknown"
+        got["vehicle_type"] = SlotMatch(m, how if how == slots.vtype else f"{slots.vtype}~{how}")
+    return got
+
+
+def _person(slots: Slots, rec: AppearanceRecord) -> dict[str, SlotMatch]:
     got: dict[str, SlotMatch] = {}
     if slots.upper:
         got["upper"] = _colour(slots.upper, rec.upper)
@@ -108,10 +133,19 @@ def match(slots: Slots, rec: AppearanceRecord) -> Match:
         got["items"] = SlotMatch(round(have / len(slots.items), 3), f"{have}/{len(slots.items)}")
     if slots.riding is not None:
         got["riding"] = SlotMatch(float(rec.riding == slots.riding), rec.riding or "no")
+    return got
+
+
+def match(slots: Slots, rec: AppearanceRecord) -> Match:
+    """The weighted mean over the asked slots of each slot's match (see :data:`WEIGHTS` and
+    :data:`VEHICLE_WEIGHTS`)."""
+    vehicle = slots.cls == "vehicle"
+    got = _vehicle(slots, rec) if vehicle else _person(slots, rec)
     if not got:
         return Match(1.0, {})
-    total = sum(WEIGHTS[k] for k in got)
-    return Match(round(sum(WEIGHTS[k] * s.m for k, s in got.items()) / total, 3), got)
+    weights = VEHICLE_WEIGHTS if vehicle else WEIGHTS
+    total = sum(weights[k] for k in got)
+    return Match(round(sum(weights[k] * s.m for k, s in got.items()) / total, 3), got)
 
 
 def lookout_score(slots: Slots, rec: AppearanceRecord) -> tuple[float, dict[str, float]]:

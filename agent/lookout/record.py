@@ -1,4 +1,4 @@
-"""Appearance records: what one person track looked like, voted over its best frames.
+"""Appearance records: what one person or vehicle track looked like, voted over its best frames.
 
 A :class:`Recorder` per camera watches the tracker's output.  For each person track it
 keeps the ``best`` frames by quality (box height times sharpness), counting only frames
@@ -11,6 +11,14 @@ seen with the person in at least ``ITEM_FRAMES`` frames, a size class from the c
 :class:`~agent.lookout.height.HeightModel`, heading and speed in the image, first and last
 seen, the histogram, and a small masked thumbnail of the body (no face crop is made: the
 whole box is scaled down to at most 96 x 192).
+
+A vehicle track (the detector's car, truck, bus, motorcycle and bicycle) gets a record of
+the same shape with ``cls`` "vehicle": its type (the class it was detected as most often:
+a van flips between car and truck), its body colour in ``upper``
+(:func:`~agent.lookout.colour.judge_vehicle`), no lower colour, items, riding or size, and
+a thumbnail of at most 192 x 96.  A vehicle box cut by the left or right frame border is
+still judged (its body band is where it would be); one cut at the top or bottom is not.
+Vehicles never teach the person-height model.
 """
 
 from __future__ import annotations
@@ -27,11 +35,19 @@ import numpy.typing as npt
 
 from agent.detect.detections import Detections
 from agent.detect.tracker import iou_matrix
-from agent.lookout.colour import MIN_HEIGHT, MIN_WIDTH, Judgement, judge, top_two
+from agent.lookout.colour import (
+    MIN_HEIGHT,
+    MIN_WIDTH,
+    VEHICLE_MIN,
+    Judgement,
+    judge,
+    judge_vehicle,
+    top_two,
+)
 from agent.lookout.height import HeightModel, SizeClass, classify
 from agent.video.snapshot import Polygon, mask_crop
 
-__all__ = ["ITEMS", "RIDES", "AppearanceRecord", "Recorder"]
+__all__ = ["ITEMS", "RIDES", "VEHICLES", "AppearanceRecord", "Recorder"]
 
 U8 = npt.NDArray[np.uint8]
 F32 = npt.NDArray[np.float32]
@@ -39,10 +55,12 @@ Colours = tuple[tuple[str, float], ...]
 
 ITEMS: Final = ("backpack", "handbag", "umbrella", "suitcase")
 RIDES: Final = ("bicycle", "motorcycle")
+VEHICLES: Final = ("car", "truck", "bus", "motorcycle", "bicycle")
 OCCLUDED_IOU: Final = 0.1
 BORDER_PX: Final = 2
 ITEM_FRAMES: Final = 3
 THUMB_W, THUMB_H = 96, 192
+VEHICLE_THUMB_W, VEHICLE_THUMB_H = 192, 96
 THUMB_QUALITY: Final = 80
 STILL: Final = 0.02  # foot moved less than this (frame heights): "still"
 KEEP_SAMPLES: Final = 300
@@ -50,7 +68,8 @@ KEEP_SAMPLES: Final = 300
 
 @dataclass(frozen=True)
 class AppearanceRecord:
-    """One person track.  Times are wall-clock ms; motion is in frame heights."""
+    """One person or vehicle track.  Times are wall-clock ms; motion is in frame heights.
+    A vehicle's colour is in ``upper``, its type in ``vtype``; a person's ``vtype`` is None."""
 
     camera: str
     track: int
@@ -68,6 +87,7 @@ class AppearanceRecord:
     frames: int  # judged frames voted over
     histogram: bytes
     thumbnail: bytes | None
+    vtype: str | None = None
 
     def attrs(self) -> dict[str, Any]:
         """Everything but the slots the index keeps in columns, as JSON-able values."""
@@ -98,6 +118,7 @@ class _Track:
     feet: list[tuple[float, float, float]] = field(default_factory=list)  # first, last
     samples: list[tuple[float, float]] = field(default_factory=list)  # foot_y, height
     items: Counter[str] = field(default_factory=Counter)
+    types: Counter[str] = field(default_factory=Counter)  # a vehicle's classes, per frame
 
 
 def _sharpness(grey: npt.NDArray[Any]) -> float:
@@ -105,10 +126,13 @@ def _sharpness(grey: npt.NDArray[Any]) -> float:
     return min(1.0, float(cv2.Laplacian(grey, cv2.CV_32F).var()) / 100.0)
 
 
-def _thumbnail(frame: U8, box: tuple[int, int, int, int], masks: Sequence[Polygon]) -> U8:
+def _thumbnail(
+    frame: U8, box: tuple[int, int, int, int], masks: Sequence[Polygon], *, vehicle: bool
+) -> U8:
     crop = mask_crop(frame, masks, box)
     h, w = crop.shape[:2]
-    scale = min(THUMB_W / w, THUMB_H / h, 1.0)
+    tw, th = (VEHICLE_THUMB_W, VEHICLE_THUMB_H) if vehicle else (THUMB_W, THUMB_H)
+    scale = min(tw / w, th / h, 1.0)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     return np.asarray(cv2.resize(crop, size, interpolation=cv2.INTER_AREA), np.uint8)
 
@@ -158,6 +182,7 @@ class Recorder:
         best: int = 5,
         refresh_s: float = 60.0,
         thumbnails: bool = True,
+        vehicles: bool = True,
     ) -> None:
         self.camera = camera
         self.masks = list(masks)
@@ -166,6 +191,7 @@ class Recorder:
         names = list(class_names)
         self._person = names.index("person") if "person" in names else -1
         self._carried = {names.index(n): n for n in (*ITEMS, *RIDES) if n in names}
+        self._vehicles = {names.index(n): n for n in VEHICLES if n in names} if vehicles else {}
         self._tracks: dict[int, _Track] = {}
 
     def update(
@@ -192,8 +218,30 @@ class Recorder:
             # its own detection has IoU about 1; a second one above the bound occludes it
             occluded = int(np.sum(overlap[k] > OCCLUDED_IOU)) > 1
             self._observe(tr, frame, box, (w, h), t, occluded=occluded)
+        if self._vehicles:
+            self._observe_vehicles(frame, dets, tracked, t, wall_ms)
         self._associate(people, dets)
         return self._finished(live, t)
+
+    def _observe_vehicles(
+        self, frame: U8, dets: Detections, tracked: Detections, t: float, wall_ms: int
+    ) -> None:
+        ids = np.array(list(self._vehicles), np.int64)
+        cars = tracked.select(np.isin(tracked.class_ids, ids))
+        if not len(cars):
+            return
+        h, w = frame.shape[:2]
+        others = dets.xyxy[np.isin(dets.class_ids, ids)].astype(np.float64)
+        overlap = iou_matrix(cars.xyxy.astype(np.float64), others)
+        for k, tid in enumerate(cars.track_ids.tolist()):
+            tr = self._tracks.get(tid)
+            if tr is None:
+                tr = self._tracks[tid] = _Track(first_ms=wall_ms, first_t=t, written_t=t)
+            tr.last_ms = wall_ms
+            tr.types[self._vehicles[int(cars.class_ids[k])]] += 1
+            box = tuple(float(v) for v in cars.xyxy[k])
+            occluded = int(np.sum(overlap[k] > OCCLUDED_IOU)) > 1
+            self._observe(tr, frame, box, (w, h), t, occluded=occluded, vehicle=True)
 
     def _observe(
         self,
@@ -204,30 +252,35 @@ class Recorder:
         t: float,
         *,
         occluded: bool,
+        vehicle: bool = False,
     ) -> None:
         w, h = size
         x1, y1, x2, y2 = box
         foot = (t, (x1 + x2) / 2 / h, y2 / h)
         tr.feet = [tr.feet[0], foot] if tr.feet else [foot]
-        cut = x1 < BORDER_PX or y1 < BORDER_PX or x2 > w - BORDER_PX or y2 > h - BORDER_PX
-        if cut or occluded or y2 - y1 < MIN_HEIGHT or x2 - x1 < MIN_WIDTH:
+        cut = y1 < BORDER_PX or y2 > h - BORDER_PX
+        if not vehicle:  # a vehicle's body band is where it was, whatever the sides
+            cut = cut or x1 < BORDER_PX or x2 > w - BORDER_PX
+        least = VEHICLE_MIN if vehicle else (MIN_WIDTH, MIN_HEIGHT)
+        if cut or occluded or y2 - y1 < least[1] or x2 - x1 < least[0]:
             return
-        if len(tr.samples) < KEEP_SAMPLES:
+        if not vehicle and len(tr.samples) < KEEP_SAMPLES:
             tr.samples.append((y2 / h, (y2 - y1) / h))
+        size_px = float(np.sqrt((y2 - y1) * (x2 - x1))) if vehicle else y2 - y1
         worst = min((b.quality for b in tr.best), default=0.0)
-        if len(tr.best) >= self.best and y2 - y1 <= worst:
+        if len(tr.best) >= self.best and size_px <= worst:
             return  # even perfectly sharp, it would not make the list
         ib = (int(x1), int(y1), int(x2), int(y2))
         grey = cv2.cvtColor(frame[ib[1] : ib[3], ib[0] : ib[2]], cv2.COLOR_BGR2GRAY)
-        quality = (y2 - y1) * _sharpness(grey)
-        judged = judge(frame, (x1, y1, x2, y2))
+        quality = size_px * _sharpness(grey)
+        judged = (judge_vehicle if vehicle else judge)(frame, (x1, y1, x2, y2))
         if judged is None or (len(tr.best) >= self.best and quality <= worst):
             return
         tr.best.append(_Best(quality, judged))
         tr.best.sort(key=lambda b: -b.quality)
         del tr.best[self.best :]
         if self.thumbnails and (tr.thumb is None or quality > tr.thumb[0]):
-            tr.thumb = (quality, _thumbnail(frame, ib, self.masks))
+            tr.thumb = (quality, _thumbnail(frame, ib, self.masks, vehicle=vehicle))
 
     def _associate(self, people: Detections, dets: Detections) -> None:
         """Count, per person, the frames an item or a ride was next to them."""
@@ -254,7 +307,8 @@ class Recorder:
         for tid in [tid for tid in self._tracks if tid not in live]:
             tr = self._tracks.pop(tid)
             rec = self._record(tid, tr)
-            self.heights.learn(tr.samples)  # after judging: a track never judges itself
+            if not tr.types:  # after judging: a track never judges itself
+                self.heights.learn(tr.samples)
             if rec is not None:
                 out.append(rec)
         for tid, tr in self._tracks.items():
@@ -277,12 +331,20 @@ class Recorder:
             return None  # never judgeable: too small, cut or occluded all along
         upper, lower, hist = _vote(tr.best)
         heading, speed = _motion(tr.feet)
-        size, ratio = self._size(tr)
-        carried = [n for n, c in tr.items.most_common() if c >= ITEM_FRAMES]
         thumb = None
         if tr.thumb is not None:
             ok, buf = cv2.imencode(".jpg", tr.thumb[1], [cv2.IMWRITE_JPEG_QUALITY, THUMB_QUALITY])
             thumb = bytes(buf.tobytes()) if ok else None
+        if tr.types:
+            return AppearanceRecord(
+                camera=self.camera, track=tid, cls="vehicle", first_ms=tr.first_ms,
+                last_ms=tr.last_ms, upper=upper, lower=(), items=(), riding=None,
+                size="unknown", height_ratio=None, heading=heading, speed=speed,
+                frames=len(tr.best), histogram=hist, thumbnail=thumb,
+                vtype=tr.types.most_common(1)[0][0],
+            )  # fmt: skip
+        size, ratio = self._size(tr)
+        carried = [n for n, c in tr.items.most_common() if c >= ITEM_FRAMES]
         return AppearanceRecord(
             camera=self.camera,
             track=tid,

@@ -63,6 +63,8 @@ def test_unknown_words_are_listed() -> None:
 def test_vehicle_words() -> None:
     got = describe("흰색 트럭")
     assert got.slots == {"cls": "vehicle", "vehicle_type": "truck", "vehicle_colour": ["white"]}
+    got = describe("은색 승용차")
+    assert got.slots == {"cls": "vehicle", "vehicle_type": "car", "vehicle_colour": ["silver"]}
 
 
 def _ns(**kw: object) -> argparse.Namespace:

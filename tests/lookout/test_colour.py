@@ -56,3 +56,35 @@ def test_histogram_similarity() -> None:
     assert c is not None
     assert similarity(a.histogram, b.histogram) > 0.99
     assert similarity(a.histogram, c.histogram) < 0.5
+
+
+def test_vehicle_body_colour_on_the_sample_video() -> None:
+    """The parked white van and the pale-blue car of vtest.avi (frame 100, the detector's
+    boxes; the car is cut by the right border and still judged)."""
+    import cv2
+
+    from agent import assets
+    from agent.lookout.colour import judge_vehicle
+
+    cap = cv2.VideoCapture(str(assets.verify("video")))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, 100)
+    ok, frame = cap.read()
+    cap.release()
+    assert ok
+    van = judge_vehicle(frame, (652.0, 43.0, 723.0, 101.0))
+    car = judge_vehicle(frame, (734.0, 51.0, 768.0, 94.0))
+    assert van is not None
+    assert car is not None
+    assert names(van.top()[0])[0] == "white"
+    assert names(car.top()[0])[0] == "blue"
+    assert not van.lower.any()  # a vehicle has one colour
+    assert similarity(van.histogram, car.histogram) < similarity(van.histogram, van.histogram)
+
+
+def test_vehicle_too_small_is_not_judged() -> None:
+    from agent.lookout.colour import VEHICLE_MIN, judge_vehicle
+
+    frame = np.full((100, 100, 3), 255, np.uint8)
+    assert judge_vehicle(frame, (10.0, 10.0, 10.0 + VEHICLE_MIN[0] - 1, 60.0)) is None
+    assert judge_vehicle(frame, (10.0, 10.0, 60.0, 10.0 + VEHICLE_MIN[1] - 1)) is None
+    assert judge_vehicle(frame, (10.0, 10.0, 10.0 + VEHICLE_MIN[0], 10.0 + VEHICLE_MIN[1]))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.lookout.index import AppearanceIndex, Slots
+from agent.lookout.index import SCHEMA, AppearanceIndex, Slots
 from agent.lookout.record import AppearanceRecord
 
 NOW = 1_700_000_000.0
@@ -96,3 +96,25 @@ def test_bounds_keep_the_newest(tmp_path: Path) -> None:
     stats = big.stats()
     assert stats["bytes"] <= 1024 * 1024
     assert 40 < stats["rows"] < 100
+
+
+def test_vehicle_rows_and_an_index_from_before_vehicles(tmp_path: Path) -> None:
+    """A vehicle's type round-trips; an index file written before the vtype column existed
+    is opened, gains the column and keeps its rows."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        SCHEMA.replace("    vtype TEXT,\n", "")  # the schema as it was
+    )
+    db.commit()
+    db.close()
+    idx = AppearanceIndex(path, clock=Clock())
+    now = int(NOW * 1000)
+    van = replace(record(9, now), cls="vehicle", lower=(), items=(), vtype="truck")
+    idx.insert([record(1, now), van])
+    got = idx.query(Slots(cls="vehicle", upper=("red",), vtype="truck"), now - 60_000)
+    assert [(h.record.track, h.record.vtype, h.score) for h in got] == [(9, "truck", 1.0)]
+    assert [h.record.track for h in idx.query(Slots(upper=("red",)), now - 60_000)] == [1]
+    idx.close()

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from pydantic import ValidationError
 
 from agent.control.lookout import LookoutArgs
 from agent.lookout.index import Slots
-from agent.lookout.match import CONFUSION, WEIGHTS, lookout_score, match
+from agent.lookout.match import (
+    CONFUSION,
+    TYPE_CONFUSION,
+    VEHICLE_WEIGHTS,
+    WEIGHTS,
+    lookout_score,
+    match,
+)
 from agent.lookout.record import AppearanceRecord
 
 
@@ -94,3 +103,38 @@ def test_the_table_is_complete() -> None:
 def test_bad_args_name_the_field(args: dict[str, object], field: str) -> None:
     with pytest.raises(ValidationError, match=field):
         LookoutArgs.model_validate(args)
+
+
+def vehicle(colour: str = "white", vtype: str | None = "truck") -> AppearanceRecord:
+    return replace(
+        rec(upper=((colour, 0.7), ("grey", 0.2)), lower=(), size="unknown", items=()),
+        cls="vehicle",
+        vtype=vtype,
+    )
+
+
+def test_vehicle_colour_and_type_weighted() -> None:
+    args = LookoutArgs(id="V", cls="vehicle", vehicle_colour=["white"], vehicle_type="truck")
+    found = match(args.slots(), vehicle())
+    assert found.score == 1.0
+    assert {k: (s.m, s.how) for k, s in found.slots.items()} == {
+        "vehicle_colour": (1.0, "white"),
+        "vehicle_type": (1.0, "truck"),
+    }
+    # a van seen as a car: the type half counts; silver asked, white seen: 0.8
+    args = LookoutArgs(id="V", cls="vehicle", vehicle_colour=["silver"], vehicle_type="truck")
+    found = match(args.slots(), vehicle(vtype="car"))
+    assert found.slots["vehicle_type"].how == "truck~car"
+    assert found.score == pytest.approx(
+        VEHICLE_WEIGHTS["vehicle_colour"] * 0.8 + VEHICLE_WEIGHTS["vehicle_type"] * 0.5
+    )
+    # only the colour asked: the type does not count
+    only = LookoutArgs(id="V", cls="vehicle", vehicle_colour=["red"])
+    assert match(only.slots(), vehicle()).slots.keys() == {"vehicle_colour"}
+    assert match(only.slots(), vehicle()).score == 0.0
+
+
+def test_vehicle_weights_and_types_are_complete() -> None:
+    assert sum(VEHICLE_WEIGHTS.values()) == pytest.approx(1.0)
+    vtypes = LookoutArgs.model_fields["vehicle_type"].annotation
+    assert set(TYPE_CONFUSION) == set(vtypes.__args__[0].__args__)  # type: ignore[union-attr]
