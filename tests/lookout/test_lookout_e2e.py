@@ -27,7 +27,7 @@ from agent.centre.monitor import connect_client
 from agent.centre.sender import BrokerAccess, SendResult, send_command
 from agent.control.auth import make_request
 from agent.dev.broker import LocalBroker
-from agent.events import Topics
+from agent.events import LookoutEvent, Topics
 from agent.lookout.audit import read_audit
 from tests.agentproc import ROOT, AgentProcess, write_site
 from tests.centre.observer import Centre
@@ -35,6 +35,7 @@ from tests.lookout.test_in_the_agent import _rows
 
 SITE_KEY = secrets.token_bytes(32)
 FPS = {"p1": 2, "p2": 3, "p3": 4}
+THREAD_POLE = "p2"
 
 
 def wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -64,6 +65,8 @@ def poles(tmp_path: Path, broker: LocalBroker) -> Iterator[dict[str, Path]]:
                     "key_file": str(folder / "device.key"),
                     "site_key_file": str(tmp_path / "site.key"),
                 },
+                # one pole runs vision in a thread: the lookout works the same there
+                "detection": {"isolation": "thread" if dev == THREAD_POLE else "process"},
             },
         )  # fmt: skip
     agents = [AgentProcess(site) for site in sites.values()]
@@ -143,8 +146,12 @@ def test_a_lookout_across_three_poles(
         before = len(board.seen_ids)
         watch.pump(8.0)
         assert len(board.seen_ids) == before, "candidates after the cancel"
+        assert {c.dev for c in board.best.values()} == set(FPS)  # the thread pole too
+        similar_to = max(board.best.values(), key=lambda c: c.event.sc).event
     finally:
         watch.stop()
+    find_similar(tmp_path, broker, key, similar_to)
+    vehicles(tmp_path, broker, key)
 
     args = {"id": "lk-exp", "upper": ["black"], "since_s": 0, "for_s": 3}
     topic = Topics("pole", "test-site", "_site").cmd("lookout")
@@ -174,3 +181,48 @@ def test_a_lookout_across_three_poles(
          "--json"], capture_output=True, text=True, cwd=ROOT, check=True,
     ).stdout  # fmt: skip
     assert {json.loads(line)["kind"] for line in shown.splitlines()} >= {"lookout", "cancel"}
+
+
+def _watch_one(
+    tmp_path: Path, broker: LocalBroker, key: Path, look: str, *send: str
+) -> CandidateBoard:
+    """Send one lookout with ``lookout send`` and collect its candidates for a while."""
+    board = CandidateBoard(look, tmp_path / look)
+    watch = LookoutWatch(connect_client("127.0.0.1", broker.port), "pole", "test-site", board)
+    watch.start("127.0.0.1", broker.port)
+    try:
+        time.sleep(0.5)  # subscribed
+        got = cli("send", "--id", look, *send, "--since", "1h", "--for", "1m", "--yes",
+                  port=broker.port, key=key)  # fmt: skip
+        assert got.returncode == 0, got.stdout + got.stderr
+        assert got.stdout.count(" ok ") == 3, got.stdout
+        wait(lambda: watch.pump(0.2) or len({c.dev for c in board.best.values()}) == 3,
+             30, f"{look}: candidates from every pole")  # fmt: skip
+        assert cli("cancel", look, port=broker.port, key=key).stdout.count(" ok ") == 3
+    finally:
+        watch.stop()
+    return board
+
+
+def find_similar(tmp_path: Path, broker: LocalBroker, key: Path, like: LookoutEvent) -> None:
+    """ "Find similar" from a candidate, over the broker: every pole ranks its tracks by
+    the candidate's histogram; the candidate's own track comes back with similarity 1."""
+    board = _watch_one(tmp_path, broker, key, "lk-sim", "--similar", like.hist,
+                       "--min-score", "0.6", "--max-candidates", "5")  # fmt: skip
+    cands = list(board.best.values())
+    assert all(set(c.event.m) == {"histogram"} for c in cands)
+    assert all(c.event.m["histogram"].how == "similar" for c in cands)
+    own = [c for c in cands if (c.event.dev, c.event.cam, c.event.tid)
+           == (like.dev, like.cam, like.tid)]  # fmt: skip
+    assert own, "the candidate's own track is not among the similar ones"
+    assert own[0].event.sc >= 0.99
+
+
+def vehicles(tmp_path: Path, broker: LocalBroker, key: Path) -> None:
+    """A vehicle lookout: every pole finds the sample video's parked white van."""
+    board = _watch_one(tmp_path, broker, key, "lk-van", "--vehicle-colour", "white",
+                       "--vehicle-type", "truck", "--min-score", "0.8")  # fmt: skip
+    for c in board.best.values():
+        assert c.event.seen["type"] in ("truck", "car")
+        assert c.event.seen["colour"][0][0] == "white"
+        assert set(c.event.m) == {"vehicle_colour", "vehicle_type"}
