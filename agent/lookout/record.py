@@ -64,6 +64,7 @@ VEHICLE_THUMB_W, VEHICLE_THUMB_H = 192, 96
 THUMB_QUALITY: Final = 80
 STILL: Final = 0.02  # foot moved less than this (frame heights): "still"
 KEEP_SAMPLES: Final = 300
+RESAMPLE: Final = 5  # once a track has its best frames, only every 5th no larger is judged
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class AppearanceRecord:
 class _Best:
     quality: float
     judgement: Judgement
+    size: float = 0.0  # px: the box height (a vehicle: sqrt of its area)
 
 
 @dataclass
@@ -119,6 +121,7 @@ class _Track:
     samples: list[tuple[float, float]] = field(default_factory=list)  # foot_y, height
     items: Counter[str] = field(default_factory=Counter)
     types: Counter[str] = field(default_factory=Counter)  # a vehicle's classes, per frame
+    judgeable: int = 0
 
 
 def _sharpness(grey: npt.NDArray[Any]) -> float:
@@ -268,15 +271,21 @@ class Recorder:
             tr.samples.append((y2 / h, (y2 - y1) / h))
         size_px = float(np.sqrt((y2 - y1) * (x2 - x1))) if vehicle else y2 - y1
         worst = min((b.quality for b in tr.best), default=0.0)
-        if len(tr.best) >= self.best and size_px <= worst:
+        full = len(tr.best) >= self.best
+        if full and size_px <= worst:
             return  # even perfectly sharp, it would not make the list
+        tr.judgeable += 1
+        if full and size_px <= max(b.size for b in tr.best) and tr.judgeable % RESAMPLE:
+            return  # a long track (a parked car, a person waiting): no bigger than its best
         ib = (int(x1), int(y1), int(x2), int(y2))
         grey = cv2.cvtColor(frame[ib[1] : ib[3], ib[0] : ib[2]], cv2.COLOR_BGR2GRAY)
         quality = size_px * _sharpness(grey)
-        judged = (judge_vehicle if vehicle else judge)(frame, (x1, y1, x2, y2))
-        if judged is None or (len(tr.best) >= self.best and quality <= worst):
+        if full and quality <= worst:
             return
-        tr.best.append(_Best(quality, judged))
+        judged = (judge_vehicle if vehicle else judge)(frame, (x1, y1, x2, y2))
+        if judged is None:
+            return
+        tr.best.append(_Best(quality, judged, size_px))
         tr.best.sort(key=lambda b: -b.quality)
         del tr.best[self.best :]
         if self.thumbnails and (tr.thumb is None or quality > tr.thumb[0]):
