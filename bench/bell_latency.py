@@ -200,13 +200,22 @@ def start_vision(
     """The vision pipeline on ``cameras`` sample cameras, as a thread or a child process.
 
     ``phase`` is ``thread`` or ``process[:PRIORITY]`` (``idle``, the default, or a niceness),
-    with ``-discard`` appended when its events are to be thrown away, which leaves only
-    its CPU and GIL load, without its traffic through the shared spool and link.
+    with ``+lookout`` appended for appearance records into a lookout index beside the spool
+    (what a pole with ``lookout.enabled`` does), and ``-discard`` appended when its events
+    are to be thrown away, which leaves only its CPU and GIL load, without its traffic
+    through the shared spool and link.
     """
-    from agent.config import DetectionConfig
+    from agent.config import DetectionConfig, LookoutConfig
 
     kind, _, discard = phase.partition("-")
+    kind, plus, _ = kind.partition("+")
     isolation, _, priority = kind.partition(":")
+    lookout = None
+    if plus:
+        folder = Path(outbox.spool.path).parent
+        lookout = LookoutConfig(
+            index_path=str(folder / "lookout.db"), audit_path=str(folder / "audit.jsonl")
+        )
     if discard:
         outbox = DiscardingOutbox(outbox.spool, outbox.topics, outbox.stamper)
     detection = DetectionConfig.model_validate(
@@ -219,7 +228,9 @@ def start_vision(
     )
     from agent.vision import make_vision
 
-    vision: Any = make_vision(vision_cameras(cameras, fps, motion), detection, outbox)
+    vision: Any = make_vision(
+        vision_cameras(cameras, fps, motion), detection, outbox, lookout=lookout
+    )
     vision.start()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # model loaded, every camera delivering
@@ -419,8 +430,10 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
 
 
 def phase_name(text: str) -> str:
-    if not re.fullmatch(r"(thread|process(:(idle|1?[0-9]))?)(-discard)?", text):
-        raise argparse.ArgumentTypeError(f"{text!r}: thread or process[:idle|0..19][-discard]")
+    if not re.fullmatch(r"(thread|process(:(idle|1?[0-9]))?)(\+lookout)?(-discard)?", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: thread or process[:idle|0..19][+lookout][-discard]"
+        )
     return text
 
 
@@ -438,7 +451,8 @@ def main() -> None:
         type=phase_name,
         default=["thread", "process"],
         help="vision phases, in this order (--vision): thread, process, process:NICENESS "
-        "(default priority: idle); a -discard suffix drops vision's events",
+        "(default priority: idle); a +lookout suffix adds appearance records into a lookout "
+        "index; a -discard suffix drops vision's events",
     )
     ap.add_argument(
         "--gap-ms", type=float, default=2.0, help="mean pause after each press (jittered 50%%)"
