@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,7 @@ def publish_candidate(centre: Centre, st: EventStamper, look: str, tid: int, sco
         seen={"upper": [["black", 0.7]], "lower": [["navy", 0.6]], "size": "adult"},
         hist=HIST, snap=True,
     )  # fmt: skip
-    topics = Topics("pole", "test-site", st.dev)
+    topics = Topics("pole", "test-site", event.dev)
     centre.publish(topics.event("lookout"), encode(event))
     centre.publish(topics.snapshot(event.id), thumbnail())
     return event.id
@@ -128,10 +129,47 @@ def signed_by(msg: Received, key: bytes) -> bool:
     return verify(key, msg.topic, body["req"], body["ts"], body["args"], mac=body["mac"])
 
 
+def sent_id(driver: Any, before: str = "", timeout: float = 20.0) -> str:
+    """The lookout id the page says was sent, once it is not ``before`` (a new page)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            text = str(driver.find_element(By.ID, "sent-id").text)
+            if text and text != before:
+                return text
+        except (NoSuchElementException, StaleElementReferenceException):
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"the page never said a lookout other than {before!r} was sent")
+
+
 def error_paragraph(html: str) -> str:
     found = re.search(r'<p class="error" id="lookout-error" role="alert">(.*?)</p>', html, re.S)
     assert found, html[:2000]
     return found.group(1)
+
+
+def test_the_grid_ranks_by_score_per_lookout_and_filters_by_lookout(stack: Stack) -> None:
+    st = birth(stack.centre, "test-0002", "T-2")
+    ids = {(look, sc): publish_candidate(stack.centre, st, look, tid, sc)
+           for tid, (look, sc) in enumerate([("lk-a", 0.61), ("lk-b", 0.99), ("lk-a", 0.87),
+                                             ("lk-a", 0.74)])}  # fmt: skip
+    wait_until(lambda: len(query(stack.db, "SELECT 1 FROM snapshots")) == 4)
+    vic = stack.login("vic")  # a viewer sees the candidates, without find-similar
+    code, html = vic.request("/lookout/candidates?look=lk-a")
+    assert code == 200
+    shown = re.findall(r'data-event="([^"]+)"', html)
+    assert shown == [ids["lk-a", 0.87], ids["lk-a", 0.74], ids["lk-a", 0.61]]
+    assert ids["lk-b", 0.99] not in html
+    assert "Find similar" not in html
+    html = vic.request("/lookout")[1]
+    assert re.findall(r'<section class="look" data-look="([^"]+)"', html) == ["lk-a", "lk-b"]
+    assert html.count("/snapshots/") == 8  # each thumbnail, linked and shown
+    ana = stack.login("ana")
+    assert ana.request("/lookout/candidates?look=lk-b")[1].count("Find similar") == 1
 
 
 def test_sending_needs_a_role_a_csrf_token_and_good_fields(stack: Stack) -> None:
@@ -205,7 +243,6 @@ def test_sending_needs_a_role_a_csrf_token_and_good_fields(stack: Stack) -> None
     assert detail["site"] == "test-site"
 
 
-@pytest.mark.slow
 def test_describe_send_watch_find_similar_and_cancel_in_chromium(stack: Stack) -> None:
     why = chromium_missing()
     if why:
@@ -231,7 +268,8 @@ def test_describe_send_watch_find_similar_and_cancel_in_chromium(stack: Stack) -
         wait_css(driver, "#live.on")
 
         # Describe in Korean, parse: chips, the form filled in, the words not understood.
-        driver.find_element(By.ID, "f-text").send_keys("빨간 상의에 청바지, 초등학생, 노란 가방, 안경 쓴")
+        text = driver.find_element(By.ID, "f-text")
+        text.send_keys("빨간 상의에 청바지, 초등학생, 노란 가방, 안경 쓴")
         driver.find_element(By.ID, "parse").click()
         chips = [c.text for c in wait_css(driver, "#chips").find_elements(By.CSS_SELECTOR, ".chip")]
         assert chips == ["upper red", "lower blue", "size child", "items backpack"]
@@ -250,7 +288,7 @@ def test_describe_send_watch_find_similar_and_cancel_in_chromium(stack: Stack) -
         since.clear()
         since.send_keys("1h")
         driver.find_element(By.ID, "send").click()
-        look = wait_css(driver, "#sent-id").text
+        look = sent_id(driver)
         msg = stack.centre.on_topic("/_site/cmd/lookout")[0]
         assert signed_by(msg, SITE_KEY)
         assert msg.json()["args"] == {"id": look, "upper": ["black"], "since_s": 3600.0}
@@ -273,7 +311,7 @@ def test_describe_send_watch_find_similar_and_cancel_in_chromium(stack: Stack) -
 
         # Find similar: a new lookout carrying that candidate's histogram instead of slots.
         card.find_element(By.CSS_SELECTOR, "button.similar").click()
-        similar = wait_css(driver, "#sent-id").text
+        similar = sent_id(driver, before=look)
         assert similar != look
         msg = stack.centre.wait_for(lambda m: m.topic.endswith("/_site/cmd/lookout")
                                     and m.json()["args"]["id"] == similar)[0]  # fmt: skip
@@ -283,8 +321,8 @@ def test_describe_send_watch_find_similar_and_cancel_in_chromium(stack: Stack) -
         wait_css(driver, '#actions tr:first-child .answer.ok[data-dev="test-0001"]', timeout=30)
 
         # Cancel the first lookout from the active list.
-        wait_css(driver, f'#active-{look} button.cancel').click()
-        wait_css(driver, "#sent-id")
+        wait_css(driver, f"#active-{look} button.cancel").click()
+        assert sent_id(driver, before=similar) == look
         msg = stack.centre.on_topic("/_site/cmd/lookout-cancel")[0]
         assert signed_by(msg, SITE_KEY)
         assert msg.json()["args"] == {"id": look}
