@@ -242,6 +242,16 @@ def test_sending_needs_a_role_a_csrf_token_and_good_fields(stack: Stack) -> None
     assert (who, role, target, result) == ("ana", "operator", sent["id"], "no answer")
     assert detail["site"] == "test-site"
 
+    # One pole only: its own topic, signed with its device key.
+    code, body = ana.request("/lookout/send", {**good, "pole": "T-2", "csrf": token})
+    assert code == 202, body
+    one = json.loads(body)
+    assert one["dev"] == "test-0002"
+    msg = stack.centre.on_topic("pole/test-site/test-0002/cmd/lookout")[0]
+    assert signed_by(msg, DEVICE_KEY)
+    assert not signed_by(msg, SITE_KEY)
+    assert msg.json()["args"]["id"] == one["id"]
+
 
 def test_describe_send_watch_find_similar_and_cancel_in_chromium(stack: Stack) -> None:
     why = chromium_missing()
