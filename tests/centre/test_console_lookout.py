@@ -152,6 +152,33 @@ def error_paragraph(html: str) -> str:
     return found.group(1)
 
 
+def test_the_form_into_arguments_and_a_description_into_the_form() -> None:
+    from agent.centre.console.auth import BadInput
+    from agent.centre.console.lookoutform import chips, described, read_form, to_args
+    from agent.centre.lookout.describe import describe
+
+    text = "빨간 상의에 청바지, 초등학생, 노란 가방"
+    form = read_form({"upper": ["Red,navy"], "since": ["90m"], "min_score": ["0.6"],
+                      "site": ["Test-Site"], "text": [text]})  # fmt: skip
+    spec = to_args(form, "lk-1")
+    assert (spec.upper, spec.since_s, spec.min_score) == (["red", "navy"], 5400.0, 0.6)
+    found = describe(form.text)
+    filled = described(form, found)
+    assert (filled.upper, filled.lower, filled.size, filled.items) == (
+        ("red",), ("blue",), "child", ("backpack",))  # fmt: skip
+    assert (filled.since, filled.min_score, filled.site) == ("90m", "0.6", "Test-Site")
+    assert chips(found.slots) == [("upper", "red"), ("lower", "blue"), ("size", "child"),
+                                  ("items", "backpack")]  # fmt: skip
+    car = to_args(read_form({"vehicle_colour": ["white"], "vehicle_type": ["bus"]}), "lk-2")
+    assert (car.cls, car.vehicle_colour, car.vehicle_type) == ("vehicle", ["white"], "bus")
+    with pytest.raises(BadInput, match=r"^400: slots: none chosen.*press Parse"):
+        to_args(read_form({"text": ["검은 상의"]}), "lk-3")
+    with pytest.raises(BadInput, match=r"^400: slots: .*need cls 'person'"):
+        to_args(read_form({"vehicle_type": ["bus"], "upper": ["red"]}), "lk-4")
+    similar = to_args(read_form({"upper": ["red"]}), "lk-5", hist=HIST)
+    assert (similar.hist, similar.upper) == (HIST, [])
+
+
 def test_the_grid_ranks_by_score_per_lookout_and_filters_by_lookout(stack: Stack) -> None:
     st = birth(stack.centre, "test-0002", "T-2")
     ids = {(look, sc): publish_candidate(stack.centre, st, look, tid, sc)

@@ -154,6 +154,11 @@ def to_args(form: LookoutForm, lookout_id: str, hist: str | None = None) -> Any:
                 args[name] = list(value) if isinstance(value, tuple) else value
         if form.vehicle_colour or form.vehicle_type or form.cls == "vehicle":
             args["cls"] = "vehicle"
+        if not any(getattr(form, name) for name in SLOTS):
+            hint = ("press Parse to fill them in from the description, or choose them"
+                    if form.text else "choose at least one, or describe and parse")  # fmt: skip
+            raise BadInput("slots", f"none chosen (upper, lower, size, items, riding, vehicle "
+                                    f"colour or type); {hint}")  # fmt: skip
     try:
         return check_args(args, NAMES)
     except UserError as exc:
