@@ -363,6 +363,7 @@ def test_describe_send_watch_find_similar_and_cancel_in_chromium(stack: Stack) -
         # Cancel the first lookout from the active list.
         wait_css(driver, f"#active-{look} button.cancel").click()
         assert sent_id(driver, before=similar) == look
+        assert driver.find_element(By.ID, "sent-note").text.startswith("Cancel of lookout")
         msg = stack.centre.on_topic("/_site/cmd/lookout-cancel")[0]
         assert signed_by(msg, SITE_KEY)
         assert msg.json()["args"] == {"id": look}

@@ -112,6 +112,7 @@ class LookoutPages:
         return self.c.page(request, "lookout", status=status, form=form, rows=rows, look=look,
                            looks=looks, places=places, sites=sites, choices=CHOICES,
                            text_max=TEXT_MAX, sent=request.query_params.get("sent", "")[:40],
+                           act=request.query_params.get("act", ""),
                            **state, **ctx)  # fmt: skip
 
     async def page(self, request: Request) -> Response:
@@ -230,7 +231,8 @@ class LookoutPages:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         if _wants_html(request):
-            return RedirectResponse(f"/lookout?sent={send.look}#status", status_code=303)
+            return RedirectResponse(f"/lookout?sent={send.look}&act={send.command}#status",
+                                    status_code=303)  # fmt: skip
         return JSONResponse({"id": send.look, "action": send.action, "site": send.site,
                              "dev": send.dev, "by": user.name, "audit": audit_id},
                             status_code=202)  # fmt: skip
