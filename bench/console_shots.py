@@ -11,6 +11,7 @@ sample video, objects, lookout candidates); the real console serves it and headl
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import tempfile
 import time
@@ -75,7 +76,8 @@ def seed(url: str, poles: int = 40) -> None:
                          "tampered": "covered" if i == 9 else None}}  # fmt: skip
         spool = {"state": "degraded" if i == 17 else "ok",
                  "depth": {"object": 42} if i == 17 else {}}  # fmt: skip
-        beat = st.health(up=86400, ver="0.1.0", cfg="3f2a9c", cams=cams, spool=spool,
+        det = {"lookouts": [{"id": "lk-missing-child", "left_s": 20400, "sent": i % 3}]}
+        beat = st.health(up=86400, ver="0.1.0", cfg="3f2a9c", cams=cams, spool=spool, det=det,
                          bell={"state": "fault" if faults else "idle", "faults": faults},
                          link={"state": "up", "broker": "mqtt-a.centre:1883"})  # fmt: skip
         msgs.append((t.heartbeat, encode(beat)))
@@ -102,7 +104,7 @@ def seed(url: str, poles: int = 40) -> None:
                                 boot=st.boot_id, ts=now)  # fmt: skip
             msgs.append((t.status, encode(off)))
     records: list[Record] = []
-    for topic, payload in msgs:
+    for topic, payload in msgs + candidates(now):
         rec = parse("pole", topic, payload)
         assert not isinstance(rec, Reject), rec
         records.append(rec)
@@ -112,15 +114,68 @@ def seed(url: str, poles: int = 40) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE poles SET last_seen = now() - interval '4 minutes' "
                      "WHERE dev = 'gn-0034'")  # fmt: skip
-        for k, (dev, ev) in enumerate(conn.execute(
-            "SELECT dev, id FROM events WHERE kind = 'bell' AND ev = 'activated' LIMIT 3"
-        ).fetchall()):  # fmt: skip
-            body = {"score": round(0.91 - k * 0.07, 2), "slots": ["red top", "black cap"][: 2 - k]}
-            conn.execute("INSERT INTO lookout_candidates (dev, event_id, body) VALUES (%s, %s, %s)",
-                         (dev, ev, json.dumps(body)))  # fmt: skip
+        conn.execute(
+            "INSERT INTO audit (operator, role, action, target, result, detail, at, done_at) "
+            "VALUES ('operator1', 'operator', 'lookout-send', 'lk-missing-child', 'ok', %s, "
+            "now() - interval '20 minutes', now() - interval '20 minutes')",
+            (json.dumps({"site": "gangnam", "args": {"id": "lk-missing-child",
+                         "upper": ["black"], "lower": ["blue"], "for_s": 21600},
+                         "answers": {f"gn-{i + 1:04d}": {"res": "ok"} for i in range(3)}}),),
+        )  # fmt: skip
+
+
+def people(n: int) -> list[tuple[bytes, str]]:
+    """Body thumbnails (96 x 192) of people in the sample video, found by the agent's own
+    detector, with a colour histogram of each (base64 of 128 bytes)."""
+    from agent.config import DetectionConfig
+    from agent.detect.detector import Detector
+
+    detector = Detector(DetectionConfig())
+    cap = cv2.VideoCapture(str(path_of("video")))
+    out: list[tuple[bytes, str]] = []
+    i = 0
+    while len(out) < n:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        i += 1
+        if i % 40:
+            continue
+        found = detector(frame)
+        for (x1, y1, x2, y2), cid in zip(found.xyxy, found.class_ids, strict=True):
+            if detector.names[cid] != "person" or y2 - y1 < 80:
+                continue
+            crop = cv2.resize(frame[int(y1) : int(y2), int(x1) : int(x2)], (96, 192))
+            hist = cv2.calcHist([crop], [0, 1], None, [16, 8], [0, 256, 0, 256]).flatten()
+            hist = (255 * hist / max(1.0, float(hist.max()))).astype("uint8").tobytes()
+            out.append((cv2.imencode(".jpg", crop)[1].tobytes(), base64.b64encode(hist).decode()))
+            break
+    cap.release()
+    return out[:n]
+
+
+def candidates(now: int) -> list[tuple[str, bytes]]:
+    """Two lookouts' candidates from eight poles, with thumbnails, as poles send them."""
+    msgs: list[tuple[str, bytes]] = []
+    asked = [("lk-missing-child", {"upper": "black", "lower": "blue"}),
+             ("lk-20250501-1412-a3f0", {"histogram": "similar"})]  # fmt: skip
+    for k, (jpeg, hist) in enumerate(people(10)):
+        look, slots = asked[k % 2]
+        dev = f"gn-{(k * 3) % 40 + 1:04d}"
+        t, st = Topics("pole", "gangnam", dev), EventStamper(dev)
+        score = round(0.95 - k * 0.045, 3)
+        m = {s: {"m": round(min(1.0, score + 0.05), 2), "how": c if k % 3 or k % 2 else f"{c}~navy"}
+             for s, c in slots.items()}  # fmt: skip
+        event = st.lookout(look=look, cam="cam1", tid=10 + k, t0=now - 6e5 + k * 3e4,
+                           t1=now - 5e5 + k * 3e4, sc=score, live=k > 3, m=m,
+                           seen={"size": "adult"}, hist=hist, snap=True)  # fmt: skip
+        msgs += [(t.event("lookout"), encode(event)), (t.snapshot(event.id), jpeg)]
+    return msgs
 
 
 def shoot(base: str, out: Path, pages: list[str]) -> None:
+    from selenium.webdriver.common.by import By
+
     driver = chromium(1440, 900)
     try:
         driver.get(base + "/login")
@@ -129,6 +184,13 @@ def shoot(base: str, out: Path, pages: list[str]) -> None:
         for page in pages:
             driver.get(f"{base}/{page}")
             wait_css(driver, "#live.on")
+            if page == "lookout":  # a description parsed into chips, the candidates below
+                driver.set_window_size(1440, 1700)
+                driver.find_element(By.ID, "f-text").send_keys(
+                    "빨간 상의에 청바지, 초등학생, 노란 가방, 안경 쓴"
+                )
+                driver.find_element(By.ID, "parse").click()
+                wait_css(driver, "#chips")
             time.sleep(0.5)
             driver.save_screenshot(str(out / f"{page}.png"))
             print(f"wrote {out / (page + '.png')}")

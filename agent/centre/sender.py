@@ -9,6 +9,7 @@ sender collects answers until the timeout.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,10 +42,14 @@ class SendResult:
     error: str | None = None
 
 
+OnResult = Callable[[CommandResultEvent], None]
+
+
 class _Exchange:
-    def __init__(self, topic: str, payload: bytes, result_filter: str, req: str, many: bool):
+    def __init__(self, topic: str, payload: bytes, result_filter: str, req: str, many: bool,
+                 *, on_result: OnResult | None = None):  # fmt: skip
         self.topic, self.payload, self.filter = topic, payload, result_filter
-        self.req, self.many = req, many
+        self.req, self.many, self.on_result = req, many, on_result
         self.out = SendResult()
         self.done = threading.Event()
         self._sub_mid: int | None = None
@@ -76,6 +81,8 @@ class _Exchange:
         except ValidationError:
             return
         if isinstance(event, CommandResultEvent) and event.req == self.req:
+            if event.dev not in self.out.results and self.on_result is not None:
+                self.on_result(event)  # as it comes (the console shows it at once)
             self.out.results.setdefault(event.dev, event)
             if not self.many:
                 self.done.set()
@@ -91,9 +98,13 @@ def send_command(
     req: str,
     timeout: float,
     many: bool = False,
+    on_result: OnResult | None = None,
 ) -> SendResult:
-    """Publish ``payload`` on ``topic`` once subscribed to ``result_filter``; wait."""
-    ex = _Exchange(topic, payload, result_filter, req, many)
+    """Publish ``payload`` on ``topic`` once subscribed to ``result_filter``; wait.
+
+    ``on_result`` is called (on paho's thread) with each device's first result as it comes.
+    """
+    ex = _Exchange(topic, payload, result_filter, req, many, on_result=on_result)
     client.on_connect = ex.on_connect
     client.on_subscribe = ex.on_subscribe
     client.on_publish = ex.on_publish
@@ -123,6 +134,7 @@ def request_command(
     timeout: float = 10.0,
     v5: bool = True,
     req: str | None = None,
+    on_result: OnResult | None = None,
 ) -> tuple[str, SendResult]:
     """Sign ``command`` for ``device`` (``_site``: every device), send it, wait: (req, result).
 
@@ -142,5 +154,5 @@ def request_command(
     )  # fmt: skip
     result_filter = f"{prefix}/{site}/+/cmd-result" if many else topics.cmd_result
     out = send_command(client, access, topic=topic, payload=payload, req=req, timeout=timeout,
-                       many=many, result_filter=result_filter)  # fmt: skip
+                       many=many, result_filter=result_filter, on_result=on_result)  # fmt: skip
     return req, out

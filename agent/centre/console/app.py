@@ -1,5 +1,7 @@
 """The console's web application (Starlette): pages, the live feed, acknowledgements.
 
+The Lookout page's handlers are :mod:`agent.centre.console.lookoutpage`.
+
 Server-rendered HTML with autoescaping Jinja2 templates and one small script; nothing is
 loaded from outside the console (no CDN: a control room may have no internet).
 """
@@ -39,6 +41,7 @@ from agent.centre.console.auth import Auth, BadInput, form
 from agent.centre.console.commands import Commander
 from agent.centre.console.db import Db, EventFilter
 from agent.centre.console.live import Hub
+from agent.centre.console.lookoutpage import LookoutPages
 from agent.centre.console.users import UsersFile
 
 __all__ = ["ConsoleSettings", "create_app"]
@@ -95,6 +98,7 @@ class Console:
         self.auth = Auth(UsersFile(s.users), idle_s=s.idle_s)
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.globals["local_time"] = views.local_time
+        self.templates.env.globals["span"] = views.span
         self.wav = _alarm_wav()
 
     # ------------------------------------------------------------------ plumbing
@@ -202,11 +206,6 @@ class Console:
         rows = await self.db.events(f)
         return self.page(request, "events", rows=rows, kinds=sorted(kinds), q=q)
 
-    async def lookout(self, request: Request) -> Response:
-        if isinstance(user := self.viewer(request), Response):
-            return user
-        return self.page(request, "lookout", rows=await self.db.candidates())
-
     async def snapshot(self, request: Request) -> Response:
         self.auth.require(request)
         jpeg = await self.db.snapshot(request.path_params["event_id"])
@@ -258,7 +257,7 @@ def create_app(s: ConsoleSettings) -> Starlette:
         Route("/alarms/{event_id}/ack", c.ack, methods=["POST"]),
         Route("/poles", c.poles),
         Route("/events", c.events),
-        Route("/lookout", c.lookout),
+        *LookoutPages(c).routes(),
         Route("/snapshots/{event_id}.jpg", c.snapshot),
         Route("/live", c.live),
         Route("/alarm.wav", c.sound),

@@ -20,7 +20,7 @@ from starlette.requests import Request
 
 from agent.centre.console.users import User, UsersFile
 
-__all__ = ["Auth", "BadInput", "form"]
+__all__ = ["Auth", "BadInput", "form", "form_lists"]
 
 FORM_MAX = 64 * 1024
 
@@ -35,6 +35,11 @@ class BadInput(HTTPException):
 
 async def form(request: Request) -> dict[str, str]:
     """A urlencoded body's fields (first value of each); an empty body is no fields."""
+    return {k: v[0] for k, v in (await form_lists(request)).items()}
+
+
+async def form_lists(request: Request) -> dict[str, list[str]]:
+    """A urlencoded body's fields, every value of each (a multi-select repeats its name)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip()
     body = await request.body()
     if len(body) > FORM_MAX:
@@ -45,7 +50,7 @@ async def form(request: Request) -> dict[str, str]:
         fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
         raise BadInput("body", "not UTF-8") from None
-    return {k: v[0] for k, v in fields.items()}
+    return fields
 
 
 @dataclass

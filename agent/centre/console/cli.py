@@ -37,6 +37,7 @@ def _cmd_console(args: argparse.Namespace) -> int:
         broker_access(args),
         prefix=args.prefix, key_file=args.key_file, key_dir=args.key_dir,
         v5=args.protocol == "5", timeout_s=args.command_timeout,
+        site_key_file=args.site_key_file,
     )  # fmt: skip
     settings = ConsoleSettings(
         db=args.db, users=users, commander=commander, secret=secret, tiles=args.tiles,
@@ -84,7 +85,7 @@ def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the operators' web console: alarm board, poles, events, lookout",
         description="Serve the console over plain HTTP on --listen (localhost by default; put "
         "TLS in front with a reverse proxy, docs/centre.md). Reads the ingest's PostgreSQL, "
-        "sends signed bell-ack commands through --broker.",
+        "sends signed bell-ack commands and lookouts through --broker.",
     )
     p.add_argument("--db", required=True, help="PostgreSQL URL (the ingest's database)")
     p.add_argument("--broker", required=True, type=host_port, help="host:port of the broker")
@@ -92,7 +93,10 @@ def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="host:port to serve on (default 127.0.0.1:8080)")  # fmt: skip
     p.add_argument("--users", default=DEFAULT_USERS, help=f"operators file ({DEFAULT_USERS})")
     p.add_argument("--key-file", help="command key for every pole (64 hex digits)")
-    p.add_argument("--key-dir", help="folder of per-pole command keys, DEVICE.key")
+    p.add_argument("--key-dir", help="folder of per-pole command keys, DEVICE.key (and the "
+                   "site keys of several sites, SITE.site.key)")  # fmt: skip
+    p.add_argument("--site-key-file", help="the site key (64 hex digits) that signs lookouts "
+                   "broadcast to every pole of the site, as `lookout send --key-file`")  # fmt: skip
     p.add_argument("--prefix", default="pole", help="topic prefix (default pole)")
     p.add_argument("--tiles", help="map tile URL template, e.g. http://tiles/{z}/{x}/{y}.png")
     p.add_argument("--silent-after", type=float, default=90.0, metavar="S",

@@ -71,15 +71,6 @@ ORDER BY e.ts DESC
 LIMIT %(limit)s
 """
 
-_CANDIDATES = """
-SELECT c.id, c.dev, c.event_id, c.body, c.created_at, p.pole, p.place,
-       (s.event_id IS NOT NULL) AS snap
-FROM lookout_candidates c LEFT JOIN poles p ON p.dev = c.dev
-LEFT JOIN snapshots s ON s.event_id = c.event_id
-ORDER BY coalesce((c.body->>'score')::float8, 0) DESC, c.created_at DESC
-LIMIT 200
-"""
-
 _ACKS = """
 SELECT at, operator, dev, target, result, detail, done_at FROM audit
 WHERE action = 'bell-ack' AND at > now() - interval '24 hours' ORDER BY at DESC LIMIT 20
@@ -138,9 +129,6 @@ class Db:
 
     async def kinds(self) -> list[str]:
         return [r["kind"] for r in await self.rows("SELECT DISTINCT kind FROM events LIMIT 50")]
-
-    async def candidates(self) -> list[Row]:
-        return await self.rows(_CANDIDATES)
 
     async def snapshot(self, event_id: str) -> bytes | None:
         found = await self.rows("SELECT jpeg FROM snapshots WHERE event_id = %s", (event_id,))

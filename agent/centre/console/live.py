@@ -1,11 +1,13 @@
 """Live updates: one LISTEN connection per console, fanned out to every browser as SSE.
 
 PostgreSQL sends ``pole_alarm`` (each new bell row, from the ingest's trigger),
-``pole_status`` (a pole's online/offline or its why changed) and ``pole_alarm_closed`` (an
-open alarm went) when the writing transaction commits.  The hub forwards them to each
-connected browser's bounded queue; a browser too slow to keep up gets one ``resync`` instead
-of a backlog, and reloads the view once.  Browsers never poll: with 2,000 poles the only
-steady traffic is a keep-alive comment every 15 s.
+``pole_status`` (a pole's online/offline or its why changed), ``pole_alarm_closed`` (an
+open alarm went) and ``pole_lookout`` (a lookout candidate, or its thumbnail, arrived) when
+the writing transaction commits.  The console itself adds ``answer`` (a pole's answer to a
+lookout it sent) and ``sent`` (that broadcast is over) with :meth:`Hub.publish`.  The hub
+forwards them to each connected browser's bounded queue; a browser too slow to keep up gets
+one ``resync`` instead of a backlog, and reloads the view once.  Browsers never poll: with
+2,000 poles the only steady traffic is a keep-alive comment every 15 s.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ __all__ = ["CHANNELS", "Hub"]
 log = logging.getLogger(__name__)
 
 # channel -> SSE event name
-CHANNELS = {"pole_alarm": "alarm", "pole_status": "status", "pole_alarm_closed": "closed"}
+CHANNELS = {"pole_alarm": "alarm", "pole_status": "status", "pole_alarm_closed": "closed",
+            "pole_lookout": "candidate"}  # fmt: skip
 QUEUE = 4096  # notices buffered per browser (a storm of alarms) before it must resync
 KEEPALIVE_S = 15.0
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-__all__ = ["PoleView", "how_pressed", "local_time", "map_svg", "pole_view"]
+__all__ = ["PoleView", "how_pressed", "local_time", "map_svg", "pole_view", "span"]
 
 Row = dict[str, Any]
 HOLD_S = 0.5  # an activation this long after its press came from holding the button
@@ -20,6 +20,15 @@ HOLD_S = 0.5  # an activation this long after its press came from holding the bu
 def local_time(ts: datetime | None) -> str:
     """The console machine's local time, to the second."""
     return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S") if ts else "—"
+
+
+def span(seconds: float | None) -> str:
+    """A time left or a look-back as an operator says it: ``5h 59m``, ``12m``, ``40s``."""
+    if seconds is None:
+        return "—"
+    s = max(0, int(seconds))
+    h, m = divmod(s // 60, 60)
+    return f"{h}h {m:02d}m" if h else f"{m}m" if m else f"{s}s"
 
 
 def how_pressed(row: Row) -> str:

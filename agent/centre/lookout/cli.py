@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from agent.errors import UserError
 
-__all__ = ["build_args", "parse_duration", "register"]
+__all__ = ["build_args", "check_args", "new_id", "parse_duration", "register", "wire_args"]
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?"
                        r"(?:(\d+(?:\.\d+)?)s?)?$")  # fmt: skip
@@ -49,8 +49,6 @@ def _list(values: list[str] | None) -> list[str]:
 def build_args(ns: argparse.Namespace, lookout_id: str) -> tuple[Any, list[str], list[str]]:
     """LookoutArgs from the flags and ``--describe``; also the unknown words and notes."""
     from agent.centre.lookout.describe import describe
-    from agent.control.gate import errors_text
-    from agent.control.lookout import LookoutArgs
 
     slots: dict[str, Any] = {}
     unknown: list[str] = []
@@ -75,13 +73,32 @@ def build_args(ns: argparse.Namespace, lookout_id: str) -> tuple[Any, list[str],
         "since_s": parse_duration(ns.since, "--since"), "for_s": parse_duration(ns.for_, "--for"),
         "min_score": ns.min_score, "max_candidates": ns.max_candidates,
     }  # fmt: skip
+    return check_args(args), unknown, notes
+
+
+def check_args(args: dict[str, Any], names: dict[str, str] = _FLAG) -> Any:
+    """LookoutArgs from ``args``; a UserError naming each bad field as ``names`` says
+    (the flags here; the console passes its form's field names)."""
+    from agent.control.gate import errors_text
+    from agent.control.lookout import LookoutArgs
+
     try:
-        return LookoutArgs.model_validate(args), unknown, notes
+        return LookoutArgs.model_validate(args)
     except ValidationError as exc:
         text = errors_text(exc)
-        for field, flag in _FLAG.items():
-            text = re.sub(rf"\b{field}\b", flag, text)
+        for field, name in names.items():
+            text = re.sub(rf"\b{field}\b", name, text)
         raise UserError(f"lookout: {text}") from None
+
+
+def new_id() -> str:
+    """A fresh lookout id: ``lk-<local time>-<4 hex digits>``."""
+    return f"lk-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def wire_args(spec: Any) -> dict[str, Any]:
+    """The ``lookout`` command's arguments as sent: the id and what differs from defaults."""
+    return dict(spec.model_dump(mode="json", exclude_defaults=True) | {"id": spec.id})
 
 
 def _show(spec: Any, unknown: list[str], notes: list[str]) -> str:
@@ -129,13 +146,12 @@ def _broadcast(ns: argparse.Namespace, command: str, args: dict[str, Any]) -> in
 
 
 def _cmd_send(ns: argparse.Namespace) -> int:
-    lookout_id = ns.id or f"lk-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    lookout_id = ns.id or new_id()
     spec, unknown, notes = build_args(ns, lookout_id)
     print(_show(spec, unknown, notes))
     _confirm(ns)
     print(spec.id, flush=True)
-    return _broadcast(ns, "lookout", spec.model_dump(mode="json", exclude_defaults=True)
-                      | {"id": spec.id})  # fmt: skip
+    return _broadcast(ns, "lookout", wire_args(spec))
 
 
 def _cmd_cancel(ns: argparse.Namespace) -> int:

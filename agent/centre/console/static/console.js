@@ -1,5 +1,6 @@
 // The console's only script: the live feed (server-sent events), the alarm board's sound
-// and flash, acknowledgements, and patching the poles table in place.  No framework.
+// and flash, acknowledgements, patching the poles table in place, and the lookout page's
+// candidates and the poles' answers as they come.  No framework.
 "use strict";
 (() => {
   const page = document.body.dataset.page;
@@ -85,9 +86,33 @@
     document.querySelectorAll("#poles tbody tr").forEach(tr => tr.classList.toggle("hidden-row", only.checked && tr.className === "ok"));
   });
 
+  // Lookout: re-fetch a rendered part of the page (at most once per 250 ms per part).
+  const timers = {};
+  function refreshPart(id, url) {
+    if (timers[id]) return;
+    timers[id] = setTimeout(async () => {
+      timers[id] = null;
+      const r = await fetch(url, { headers: { Accept: "text/html" } });
+      if (!r.ok) return;
+      const el = document.getElementById(id);
+      const known = new Set([...el.querySelectorAll(".cand")].map(c => c.id));
+      el.innerHTML = await r.text();
+      el.querySelectorAll(".cand").forEach(c => { if (id === "grid" && known.size && !known.has(c.id)) c.classList.add("new"); });
+      if (id === "grid") window.lastCandidates = el.querySelectorAll(".cand").length;
+    }, 250);
+  }
+  function refreshGrid() {
+    const look = document.getElementById("grid").dataset.look;
+    refreshPart("grid", "/lookout/candidates" + (look ? "?look=" + encodeURIComponent(look) : ""));
+  }
+  function refreshStatus() { refreshPart("status", "/lookout/status"); }
+
   function connect() {
     const es = new EventSource("/live");
-    es.onopen = () => { liveBadge.className = "live on"; };
+    es.onopen = () => {
+      liveBadge.className = "live on";
+      if (page === "lookout") refreshStatus(); // answers that came before the feed was open
+    };
     es.onerror = () => { liveBadge.className = "live off"; };
     es.addEventListener("alarm", e => {
       const d = JSON.parse(e.data); fresh.add(d.id); alert_(d.id);
@@ -96,7 +121,18 @@
     });
     es.addEventListener("closed", () => { if (page === "alarms") refreshBoard(); });
     es.addEventListener("status", e => { if (page === "poles") poleStatus(JSON.parse(e.data)); });
-    es.addEventListener("resync", () => { if (page === "alarms") refreshBoard(); else if (page === "poles") location.reload(); });
+    es.addEventListener("candidate", e => {
+      if (page !== "lookout") return;
+      const look = document.getElementById("grid").dataset.look, d = JSON.parse(e.data);
+      if (!look || d.look === look) refreshGrid();
+    });
+    es.addEventListener("answer", () => { if (page === "lookout") refreshStatus(); });
+    es.addEventListener("sent", () => { if (page === "lookout") refreshStatus(); });
+    es.addEventListener("resync", () => {
+      if (page === "lookout") { refreshGrid(); refreshStatus(); }
+      else if (page === "alarms") refreshBoard();
+      else if (page === "poles") location.reload();
+    });
   }
   connect();
 })();
