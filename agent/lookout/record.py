@@ -208,43 +208,43 @@ class Recorder:
         wall_ms: int,
     ) -> list[AppearanceRecord]:
         """One analysed frame: all detections, the tracked ones, the ids still alive."""
-        people = tracked.select(tracked.class_ids == self._person)
-        h, w = frame.shape[:2]
-        others = dets.xyxy[dets.class_ids == self._person].astype(np.float64)
-        overlap = iou_matrix(people.xyxy.astype(np.float64), others)
-        for k, tid in enumerate(people.track_ids.tolist()):
-            tr = self._tracks.get(tid)
-            if tr is None:
-                tr = self._tracks[tid] = _Track(first_ms=wall_ms, first_t=t, written_t=t)
-            tr.last_ms = wall_ms
-            box = tuple(float(v) for v in people.xyxy[k])
-            # its own detection has IoU about 1; a second one above the bound occludes it
-            occluded = int(np.sum(overlap[k] > OCCLUDED_IOU)) > 1
-            self._observe(tr, frame, box, (w, h), t, occluded=occluded)
+        people = self._observe_class(frame, dets, tracked, [self._person], t=t, wall_ms=wall_ms)
         if self._vehicles:
-            self._observe_vehicles(frame, dets, tracked, t, wall_ms)
+            cars = list(self._vehicles)
+            self._observe_class(frame, dets, tracked, cars, t=t, wall_ms=wall_ms)
         self._associate(people, dets)
         return self._finished(live, t)
 
-    def _observe_vehicles(
-        self, frame: U8, dets: Detections, tracked: Detections, t: float, wall_ms: int
-    ) -> None:
-        ids = np.array(list(self._vehicles), np.int64)
-        cars = tracked.select(np.isin(tracked.class_ids, ids))
-        if not len(cars):
-            return
+    def _observe_class(
+        self,
+        frame: U8,
+        dets: Detections,
+        tracked: Detections,
+        classes: list[int],
+        *,
+        t: float,
+        wall_ms: int,
+    ) -> Detections:
+        """Observe the tracks of ``classes`` (the person, or the vehicle classes); an object
+        overlapping another detection of those classes is occluded.  Their detections."""
+        ids = np.array(classes, np.int64)
+        chosen = tracked.select(np.isin(tracked.class_ids, ids))
         h, w = frame.shape[:2]
         others = dets.xyxy[np.isin(dets.class_ids, ids)].astype(np.float64)
-        overlap = iou_matrix(cars.xyxy.astype(np.float64), others)
-        for k, tid in enumerate(cars.track_ids.tolist()):
+        overlap = iou_matrix(chosen.xyxy.astype(np.float64), others)
+        for k, tid in enumerate(chosen.track_ids.tolist()):
             tr = self._tracks.get(tid)
             if tr is None:
                 tr = self._tracks[tid] = _Track(first_ms=wall_ms, first_t=t, written_t=t)
             tr.last_ms = wall_ms
-            tr.types[self._vehicles[int(cars.class_ids[k])]] += 1
-            box = tuple(float(v) for v in cars.xyxy[k])
+            vehicle = self._vehicles.get(int(chosen.class_ids[k]))
+            if vehicle is not None:
+                tr.types[vehicle] += 1
+            box = tuple(float(v) for v in chosen.xyxy[k])
+            # its own detection has IoU about 1; a second one above the bound occludes it
             occluded = int(np.sum(overlap[k] > OCCLUDED_IOU)) > 1
-            self._observe(tr, frame, box, (w, h), t, occluded=occluded, vehicle=True)
+            self._observe(tr, frame, box, (w, h), t, occluded=occluded, vehicle=vehicle is not None)
+        return chosen
 
     def _observe(
         self,
