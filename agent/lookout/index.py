@@ -238,12 +238,15 @@ class AppearanceIndex:
         hits.sort(key=lambda h: -h.score)
         return hits
 
-    def similar(self, histogram: bytes, since_ms: int, k: int = 10) -> list[Hit]:
-        """The ``k`` tracks seen since ``since_ms`` whose histogram is most like this one
-        (Bhattacharyya coefficient as the score), best first."""
+    def similar(
+        self, histogram: bytes, since_ms: int, k: int = 10, cls: str = "person"
+    ) -> list[Hit]:
+        """The ``k`` tracks of ``cls`` seen since ``since_ms`` whose histogram is most like
+        this one (Bhattacharyya coefficient as the score), best first.  People and vehicles
+        are never compared: their histograms are of different parts."""
         want = np.frombuffer(histogram, np.uint8)
         hits = []
-        for row in self._rows("last_ms >= ?", (since_ms,)):
+        for row in self._rows("cls = ? AND last_ms >= ?", (cls, since_ms)):
             rec = _record(row)
             s = similarity(want, np.frombuffer(rec.histogram, np.uint8))
             hits.append(Hit(rec, round(s, 4), {"histogram": s}))

@@ -13,8 +13,9 @@ seen, the histogram, and a small masked thumbnail of the body (no face crop is m
 whole box is scaled down to at most 96 x 192).
 
 A vehicle track (the detector's car, truck, bus, motorcycle and bicycle) gets a record of
-the same shape with ``cls`` "vehicle": its type (the class it was detected as most often:
-a van flips between car and truck), its body colour in ``upper``
+the same shape with ``cls`` "vehicle": its type (its track's class: the tracker keeps one
+class per track, so a van the detector calls a car in some frames and a truck in others may
+make two tracks, and the score tolerates car~truck), its body colour in ``upper``
 (:func:`~agent.lookout.colour.judge_vehicle`), no lower colour, items, riding or size, and
 a thumbnail of at most 192 x 96.  A vehicle box cut by the left or right frame border is
 still judged (its body band is where it would be); one cut at the top or bottom is not.
@@ -57,6 +58,7 @@ ITEMS: Final = ("backpack", "handbag", "umbrella", "suitcase")
 RIDES: Final = ("bicycle", "motorcycle")
 VEHICLES: Final = ("car", "truck", "bus", "motorcycle", "bicycle")
 OCCLUDED_IOU: Final = 0.1
+SAME_OBJECT_IOU: Final = 0.7  # a box of another vehicle class this close is the same vehicle
 BORDER_PX: Final = 2
 ITEM_FRAMES: Final = 3
 THUMB_W, THUMB_H = 96, 192
@@ -120,7 +122,7 @@ class _Track:
     feet: list[tuple[float, float, float]] = field(default_factory=list)  # first, last
     samples: list[tuple[float, float]] = field(default_factory=list)  # foot_y, height
     items: Counter[str] = field(default_factory=Counter)
-    types: Counter[str] = field(default_factory=Counter)  # a vehicle's classes, per frame
+    vtype: str | None = None  # a vehicle's class (a track keeps one class)
     judgeable: int = 0
 
 
@@ -230,19 +232,24 @@ class Recorder:
         ids = np.array(classes, np.int64)
         chosen = tracked.select(np.isin(tracked.class_ids, ids))
         h, w = frame.shape[:2]
-        others = dets.xyxy[np.isin(dets.class_ids, ids)].astype(np.float64)
+        mine = np.isin(dets.class_ids, ids)
+        others, other_cls = dets.xyxy[mine].astype(np.float64), dets.class_ids[mine]
         overlap = iou_matrix(chosen.xyxy.astype(np.float64), others)
         for k, tid in enumerate(chosen.track_ids.tolist()):
             tr = self._tracks.get(tid)
             if tr is None:
                 tr = self._tracks[tid] = _Track(first_ms=wall_ms, first_t=t, written_t=t)
             tr.last_ms = wall_ms
-            vehicle = self._vehicles.get(int(chosen.class_ids[k]))
-            if vehicle is not None:
-                tr.types[vehicle] += 1
+            cls = int(chosen.class_ids[k])
+            vehicle = self._vehicles.get(cls)
+            tr.vtype = vehicle
             box = tuple(float(v) for v in chosen.xyxy[k])
-            # its own detection has IoU about 1; a second one above the bound occludes it
-            occluded = int(np.sum(overlap[k] > OCCLUDED_IOU)) > 1
+            # Its own detection has IoU about 1; a second one above the bound occludes it,
+            # but not the same vehicle detected as another class too (a van as car and as
+            # truck: the detector's NMS is per class).
+            near = overlap[k] > OCCLUDED_IOU
+            near &= ~((other_cls != cls) & (overlap[k] > SAME_OBJECT_IOU))
+            occluded = int(np.sum(near)) > 1
             self._observe(tr, frame, box, (w, h), t, occluded=occluded, vehicle=vehicle is not None)
         return chosen
 
@@ -316,7 +323,7 @@ class Recorder:
         for tid in [tid for tid in self._tracks if tid not in live]:
             tr = self._tracks.pop(tid)
             rec = self._record(tid, tr)
-            if not tr.types:  # after judging: a track never judges itself
+            if tr.vtype is None:  # after judging: a track never judges itself
                 self.heights.learn(tr.samples)
             if rec is not None:
                 out.append(rec)
@@ -344,13 +351,13 @@ class Recorder:
         if tr.thumb is not None:
             ok, buf = cv2.imencode(".jpg", tr.thumb[1], [cv2.IMWRITE_JPEG_QUALITY, THUMB_QUALITY])
             thumb = bytes(buf.tobytes()) if ok else None
-        if tr.types:
+        if tr.vtype is not None:
             return AppearanceRecord(
                 camera=self.camera, track=tid, cls="vehicle", first_ms=tr.first_ms,
                 last_ms=tr.last_ms, upper=upper, lower=(), items=(), riding=None,
                 size="unknown", height_ratio=None, heading=heading, speed=speed,
                 frames=len(tr.best), histogram=hist, thumbnail=thumb,
-                vtype=tr.types.most_common(1)[0][0],
+                vtype=tr.vtype,
             )  # fmt: skip
         size, ratio = self._size(tr)
         carried = [n for n, c in tr.items.most_common() if c >= ITEM_FRAMES]

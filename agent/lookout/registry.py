@@ -30,7 +30,8 @@ class Active:
     site: bool = False
     looked_back: bool = False  # live matching starts once the look-back has run
     sent: int = 0
-    reported: dict[tuple[str, int], float] = field(default_factory=dict)  # (cam, tid) -> score
+    # (cam, tid, first seen ms) -> score
+    reported: dict[tuple[str, int, int], float] = field(default_factory=dict)
 
 
 class Lookouts:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from agent.config import CameraConfig, DetectionConfig, LookoutConfig
     from agent.outbox import EventSink
     from agent.vision.process import VisionProcess
@@ -25,6 +27,7 @@ def make_vision(
     sink: EventSink,
     *,
     lookout: LookoutConfig | None = None,
+    first_tids: Mapping[str, int] | None = None,
 ) -> VisionService | VisionProcess:
     """The vision stage that ``detection.isolation`` asks for.
 
@@ -33,12 +36,14 @@ def make_vision(
     ``thread``: a thread of the agent (simpler to debug, one process less).  Raises what
     building the stage raises (the caller decides whether vision is worth a start).
     ``lookout``: appearance records into the local index, its ``index_path`` resolved
-    (:func:`agent.config.index_path`); None: none are kept.
+    (:func:`agent.config.index_path`); None: none are kept.  ``first_tids``: per camera,
+    the first track id, from the predecessor's ``next_tids()`` on a reload (a track id names
+    one track per camera and boot).
     """
     if detection.isolation == "process":
         from agent.vision.process import VisionProcess
 
-        return VisionProcess(cameras, detection, sink, lookout=lookout)
+        return VisionProcess(cameras, detection, sink, lookout=lookout, first_tids=first_tids)
     from agent.vision.service import VisionService
 
-    return VisionService(cameras, detection, sink, lookout=lookout)
+    return VisionService(cameras, detection, sink, lookout=lookout, first_tids=first_tids)

@@ -236,6 +236,7 @@ class Child:
             progress_age_s=age,
             counters=counters,
             stuck=svc.stuck_captures(),
+            next_tids=svc.tracker_next_ids(),
         )
 
 

@@ -38,7 +38,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +48,8 @@ from agent.lookout.registry import Lookouts
 from agent.outbox import EventSink
 from agent.vision.launch import ChildProcess, end_process, launch
 from agent.vision.protocol import (
+    TID_GAP,
+    TID_MAX,
     Config,
     EventReport,
     Facts,
@@ -155,7 +157,10 @@ class VisionProcess(Worker):
         restart_max_s: float = 30.0,
         hang_s: float = 60.0,
         lookout: LookoutConfig | None = None,
+        first_tids: Mapping[str, int] | None = None,
     ) -> None:
+        """``first_tids``: per camera, the first track id (a reload's successor carries on
+        from its predecessor's :meth:`next_tids`)."""
         super().__init__("vision-rx")
         self.cameras = cameras
         self.detection = detection
@@ -176,7 +181,9 @@ class VisionProcess(Worker):
         self._lookouts = Lookouts(lookout.max_active if lookout is not None else 1)
         self._ov_lock = threading.Lock()  # commands thread vs vision-rx (replay)
         self._ids: OrderedDict[str, str] = OrderedDict()
-        self._tid_max: dict[str, int] = {c.id: 0 for c in cameras}
+        self._first_tids = {c.id: (first_tids or {}).get(c.id, 1) for c in cameras}
+        self._tid_max: dict[str, int] = {c.id: self._first_tids[c.id] - 1 for c in cameras}
+        self._tid_next: dict[str, int] = {}  # the child's trackers, by its last facts
         self._crashed_cams: set[str] = set()
         self._dropped_before = 0  # dropped object events of earlier children
         self.restarts = 0
@@ -322,7 +329,7 @@ class VisionProcess(Worker):
                     device_id=stamper.device_id,
                     boot_id=f"{stamper.boot_id}v{self.restarts}",  # ids replaced here anyway
                     lookout=self.lookout,
-                    first_tids={cid: m + 1 for cid, m in self._tid_max.items()},
+                    first_tids=self.next_tids() if self.restarts else self._first_tids,
                 )
             )
             self._child, self.pid = child, child.proc.pid
@@ -423,20 +430,33 @@ class VisionProcess(Worker):
                 self._ids.popitem(last=False)
         self.sink.emit(adopted)
 
+    def next_tids(self) -> dict[str, int]:
+        """Per camera, a first track id for a successor (a restarted child, or a reload's
+        new process): above the highest id reported and the trackers' next ids by the last
+        facts, plus :data:`TID_GAP` for the tracks a child made since then (recorded in the
+        appearance index even if never reported)."""
+        return {
+            cid: max(m + 1, self._tid_next.get(cid, 1)) + TID_GAP
+            for cid, m in self._tid_max.items()
+        }
+
     def _note_tids(self, event: Event) -> None:
-        """The highest track id seen per camera: a restarted child starts above it.  (A
-        track the child made but never reported may get its id again after a restart;
-        nothing outside the child ever named it.)"""
+        """The highest track id seen per camera (ids above :data:`TID_MAX` are a broken
+        child's and are not taken into account)."""
         if isinstance(event, ObjectEvent | LookoutEvent):
             cam, tids = event.cam, [event.tid]
         elif isinstance(event, RuleEvent):
             cam, tids = event.cam, list(event.tids)
         else:
             return
+        tids = [t for t in tids if t <= TID_MAX]
         if tids and cam in self._tid_max:
             self._tid_max[cam] = max(self._tid_max[cam], *tids)
 
     def _on_facts(self, child: ChildProcess, facts: Facts) -> None:
+        self._tid_next = {
+            cid: n for cid, n in facts.next_tids.items() if cid in self._tid_max and n <= TID_MAX
+        }
         # An age, not the child's clock reading: right whatever the two clocks are.
         child.progress = time.monotonic() - facts.progress_age_s
         self.progress(child.progress)

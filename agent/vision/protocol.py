@@ -49,6 +49,8 @@ from agent.events import Event
 __all__ = [
     "MAX_HEADER",
     "MAX_TAIL",
+    "TID_GAP",
+    "TID_MAX",
     "Config",
     "EventReport",
     "Facts",
@@ -72,6 +74,11 @@ __all__ = [
 ]
 
 PREFIX = struct.Struct(">II")
+# Track ids the agent takes into account: a child that reports one above this (a bug, or a
+# child taken over through a crafted stream) must not push every later child's first id
+# out of range.  About a billion tracks: more than a camera makes in a lifetime.
+TID_MAX = 1 << 30
+TID_GAP = 1000  # more tracks than a camera makes between two facts (a second) or a handover
 MAX_HEADER = 1 << 20  # the facts of many cameras fit many times over
 MAX_TAIL = 4 << 20  # a snapshot is capped at 2 MB by the config
 RECV_MIN = 1 << 16
@@ -108,7 +115,9 @@ class Config(_Message):
     # per camera, the first track id to give: a restarted child carries on from the ids
     # its predecessor gave, so that object events, rules and lookout candidates (and the
     # appearance index) name a track by one id, unique per camera and boot
-    first_tids: dict[str, Annotated[int, Field(ge=1)]] = field(default_factory=dict)
+    first_tids: dict[str, Annotated[int, Field(ge=1, le=TID_MAX + TID_GAP + 1)]] = field(
+        default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         # The same cross-key rules as a config file: the child trusts nothing it is sent.
@@ -219,6 +228,9 @@ class Facts(_Message):
     counters: dict[str, int]
     # Capture threads stuck in one native call past their bound: only a restart ends that.
     stuck: dict[str, float] = field(default_factory=dict)
+    # Per camera, the id its tracker gives next: a restarted child starts above it, also
+    # for tracks that were recorded in the index but never reported.
+    next_tids: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)

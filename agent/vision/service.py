@@ -176,6 +176,17 @@ class VisionService(Worker):
             self.index.close()
         return stopped
 
+    def next_tids(self) -> dict[str, int]:
+        """Per camera, a first track id for a successor (a reload): above every id given,
+        with :data:`~agent.vision.protocol.TID_GAP` for the tracks made before this stops."""
+        from agent.vision.protocol import TID_GAP
+
+        return {cid: n + TID_GAP for cid, n in self.tracker_next_ids().items()}
+
+    def tracker_next_ids(self) -> dict[str, int]:
+        """Per camera, the id its tracker gives next."""
+        return {cid: cam.pipeline.tracker.next_id for cid, cam in self._cams.items()}
+
     def threads(self) -> list[threading.Thread]:
         out = super().threads()
         for cam in self._cams.values():

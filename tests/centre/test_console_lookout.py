@@ -79,7 +79,7 @@ def stack(tmp_path: Path, db: str) -> Iterator[Stack]:
         with worker_thread(db, broker):
             console = ConsoleProcess(
                 db, broker.port, users, "--key-file", str(tmp_path / "device.key"),
-                "--site-key-file", str(tmp_path / "site.key"), "--command-timeout", "8",
+                "--site-key-file", str(tmp_path / "site.key"), "--command-timeout", "15",
             )  # fmt: skip
             try:
                 yield Stack(console, broker, db, tmp_path, centre)
@@ -331,9 +331,13 @@ def test_describe_send_watch_find_similar_and_cancel_in_chromium(stack: Stack) -
         assert msg.json()["args"] == {"id": look, "upper": ["black"], "since_s": 3600.0}
         answer = wait_css(driver, '#actions .answer.ok[data-dev="test-0001"]', timeout=30)
         assert answer.text == "test-0001: accepted"
-        # shown as it came, while the console still collects the site's answers
-        row = answer.find_element(By.XPATH, "ancestor::tr")
-        assert "collecting answers" in row.find_element(By.CSS_SELECTOR, ".res").text
+        # shown as it came, while the console still collects the site's answers (the row
+        # may be redrawn meanwhile: look it up again)
+        result = driver.find_element(
+            By.XPATH,
+            '//*[@id="actions"]//*[@data-dev="test-0001"]/ancestor::tr//*[contains(@class,"res")]',
+        )
+        assert "collecting answers" in result.text
 
         # A candidate comes through the ingest: the grid shows it without a reload.
         driver.execute_script("window.notReloaded = true")

@@ -37,8 +37,8 @@ def test_ranked_deduplicated_with_thumbnails(tmp_path: Path) -> None:
         (2, 0.9, "7 정문"),
         (1, 0.6, "7 정문"),
     ]
-    assert (tmp_path / "p1_c1_1.jpg").read_bytes() == JPEG
-    assert rows[0]["thumb"].endswith("p1_c1_2.jpg")
+    assert (tmp_path / "p1_c1_1_1000.jpg").read_bytes() == JPEG  # pole, camera, track, t0
+    assert rows[0]["thumb"].endswith("p1_c1_2_1000.jpg")
     assert board.handle("pole/s/p1/event/lookout", encode(cand(st, 1, 0.8)))  # rose: replaces
     assert [r["score"] for r in board.rows()] == [0.9, 0.8]
     assert "lookout lk-1: 2 candidate(s)" in board.table()

@@ -35,10 +35,14 @@ class Sink:
         self.snaps[event_id] = jpeg
 
 
+FIRST_MS = int((NOW - 4 * 3600) * 1000)
+
+
 def rec(track: int, upper: str, share: float = 0.8, age_s: float = 60) -> AppearanceRecord:
     last = int((NOW - age_s) * 1000)
     return AppearanceRecord(
-        camera="cam1", track=track, cls="person", first_ms=last - 5000, last_ms=last,
+        # a refreshed record of a track keeps its first seen: (camera, track, first) names it
+        camera="cam1", track=track, cls="person", first_ms=FIRST_MS, last_ms=last,
         upper=((upper, share), ("grey", 0.1)), lower=(("blue", 0.7),), items=(), riding=None,
         size="unknown", height_ratio=None, heading="left", speed=0.1, frames=5,
         histogram=bytes([track]) * 128, thumbnail=JPEG,

@@ -204,8 +204,7 @@ def test_lookout_candidates_name_the_tracks_of_the_object_events(run: Run) -> No
     )
     assert not isinstance(got, str), got
     cands = run.wait("lookout candidates", lambda: run.find(lambda e: e.k == "lookout"))
-    restart = run.vision.detector_facts()["proc"]["restarts"]
-    assert restart == 1
+    assert run.vision.detector_facts()["proc"]["restarts"] >= 1  # the SIGKILL test above
     seen: dict[int, list[int]] = {}
     for e in run.find(lambda e: e.k == "object"):
         seen.setdefault(e.tid, []).append(e.ts)

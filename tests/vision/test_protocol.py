@@ -15,6 +15,8 @@ from agent.events import EventStamper
 from agent.vision.protocol import (
     MAX_HEADER,
     MAX_TAIL,
+    TID_GAP,
+    TID_MAX,
     Config,
     EventReport,
     Facts,
@@ -64,6 +66,7 @@ TO_CHILD: list[ToChild] = [
         detection=DetectionConfig(process_priority=10, class_thresholds={"car": 0.5}),
         device_id="pole-0001",
         boot_id="abc123v2",
+        first_tids={"cam-1": 1042},
     ),
     Config(cameras=(), detection=DetectionConfig(), device_id="d", boot_id="b"),
     SnapRequest(event_id="bell-1", camera=None),
@@ -94,6 +97,7 @@ TO_PARENT: list[ToParent] = [
         detector={"state": "ok", "input": [640, 640], "frames": 12},
         progress_age_s=0.25,
         counters={"dropped_objects": 0, "dropped_other": 1},
+        next_tids={"cam-1": 57},
     ),
     Fatal(text="ModelError: detection.model: not an ONNX model"),
 ]
@@ -195,6 +199,12 @@ def test_a_config_that_breaks_the_configs_rules_is_refused() -> None:
         decode_to_child(bad)
     with pytest.raises(ProtocolError, match=r"unknown message type: Input tag 'ready'"):
         decode_to_child(encode(Ready(pid=1, priority=None)))
+    for tid in (b"0", b"-1", b'"5"', b"1.0", str(TID_MAX + TID_GAP + 2).encode()):
+        bad = raw(
+            header.replace(b'"first_tids":{"cam-1":1042}', b'"first_tids":{"cam-1":' + tid + b"}")
+        )
+        with pytest.raises(ProtocolError, match=r"config\.first_tids\.cam-1"):
+            decode_to_child(bad)
 
 
 def test_a_bad_prefix_is_a_frame_error_and_too_large_is_not_sent() -> None:

@@ -15,7 +15,7 @@ import logging
 import math
 import struct
 import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -100,6 +100,8 @@ class Console:
         self.templates.env.globals["local_time"] = views.local_time
         self.templates.env.globals["span"] = views.span
         self.wav = _alarm_wav()
+        # awaited at shutdown, before the database closes (the lookout page's broadcasts)
+        self.on_close: list[Callable[[], Awaitable[None]]] = []
 
     # ------------------------------------------------------------------ plumbing
     def page(self, request: Request, name: str, status: int = 200, **ctx: Any) -> Response:
@@ -239,6 +241,8 @@ class Console:
         try:
             yield
         finally:
+            for close in self.on_close:
+                await close()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

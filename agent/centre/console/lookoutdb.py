@@ -20,11 +20,12 @@ SENDS = ("lookout-send", "lookout-similar")
 # the last 24 hours.
 _CANDIDATES = """
 WITH best AS (
-    SELECT DISTINCT ON (c.look, c.dev, c.cam, c.tid) c.*
+    SELECT DISTINCT ON (c.look, c.dev, c.cam, c.tid, c.first_at) c.*
     FROM lookout_candidates c
     WHERE CASE WHEN %(look)s::text IS NULL THEN c.created_at > now() - interval '24 hours'
                ELSE c.look = %(look)s END
-    ORDER BY c.look, c.dev, c.cam, c.tid, c.score DESC NULLS LAST, c.created_at DESC
+    ORDER BY c.look, c.dev, c.cam, c.tid, c.first_at, c.score DESC NULLS LAST,
+             c.created_at DESC
 )
 SELECT b.id, b.event_id, b.dev, b.site, coalesce(b.look, '?') AS look, b.cam, b.tid, b.score,
        b.live, b.first_at, b.last_at, b.created_at, b.body->'m' AS m, p.pole, p.place,
@@ -43,16 +44,21 @@ WITH sent AS (
                AS ends
     FROM audit
     WHERE action IN ('lookout-send', 'lookout-similar') AND at > now() - interval '7 days'
-      AND (result IS NULL OR result = 'ok')
+      -- still collecting answers (a console that stopped meanwhile never finished the row)
+      AND (result = 'ok' OR (result IS NULL AND at > now() - interval '2 minutes'))
     ORDER BY target, at DESC
 ), held AS (
     SELECT lk->>'id' AS id, count(*) AS poles, min(p.site) AS site,
-           sum(coalesce((lk->>'sent')::int, 0)) AS reported,
-           max((lk->>'left_s')::float8 - extract(epoch FROM now() - p.heartbeat_at)) AS left_s
+           -- a pole's heartbeat is its own: a value of the wrong type is skipped, not cast
+           sum(CASE WHEN jsonb_typeof(lk->'sent') = 'number'
+                    THEN floor((lk->>'sent')::numeric) ELSE 0 END)::bigint AS reported,
+           max(CASE WHEN jsonb_typeof(lk->'left_s') = 'number'
+                    THEN (lk->>'left_s')::float8
+                         - extract(epoch FROM now() - p.heartbeat_at) END) AS left_s
     FROM poles p CROSS JOIN LATERAL jsonb_array_elements(
         CASE WHEN jsonb_typeof(p.heartbeat->'det'->'lookouts') = 'array'
              THEN p.heartbeat->'det'->'lookouts' ELSE '[]'::jsonb END) lk
-    WHERE p.status = 'online'
+    WHERE p.status = 'online' AND jsonb_typeof(lk) = 'object' AND lk ? 'id'
     GROUP BY 1
 ), cancelled AS (
     SELECT target AS id, max(at) AS at FROM audit
@@ -85,7 +91,8 @@ async def candidates(db: Db, look: str | None) -> list[Row]:
 async def candidate(db: Db, cid: int) -> Row | None:
     """One candidate with what find-similar needs: its site and histogram."""
     found = await db.rows(
-        "SELECT id, event_id, dev, site, look, body->>'hist' AS hist "
+        "SELECT id, event_id, dev, site, look, body->>'hist' AS hist, "
+        "(body->'seen'->>'type') IS NOT NULL AS vehicle "
         "FROM lookout_candidates WHERE id = %s",
         (cid,),
     )

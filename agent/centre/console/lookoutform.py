@@ -137,14 +137,16 @@ def window(form: LookoutForm) -> dict[str, Any]:
     }
 
 
-def to_args(form: LookoutForm, lookout_id: str, hist: str | None = None) -> Any:
-    """``LookoutArgs`` of the form (``hist``: find similar, the slots left out); BadInput
-    naming the first wrong field."""
+def to_args(
+    form: LookoutForm, lookout_id: str, hist: str | None = None, cls: str = "person"
+) -> Any:
+    """``LookoutArgs`` of the form (``hist``: find similar among tracks of ``cls``, the slots
+    left out); BadInput naming the first wrong field."""
     if len(form.text) > TEXT_MAX:
         raise BadInput("text", f"at most {TEXT_MAX} characters, got {len(form.text)}")
     args: dict[str, Any] = {"id": lookout_id, **window(form)}
     if hist is not None:
-        args["hist"] = hist
+        args["hist"], args["cls"] = hist, cls
     else:
         for name in ("cls", *SLOTS):
             _choice(form, name)

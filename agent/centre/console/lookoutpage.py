@@ -14,9 +14,12 @@ paragraph naming the field (400); scripts (no ``text/html`` in Accept) get JSON.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -49,6 +52,8 @@ __all__ = ["LookoutPages"]
 
 log = logging.getLogger(__name__)
 
+BROADCASTS = 4  # lookout commands collecting answers at once; more wait their turn
+
 
 @dataclass(frozen=True)
 class _Send:
@@ -73,6 +78,21 @@ class LookoutPages:
         self.c = console
         self.inflight: dict[int, dict[str, Any]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pool = ThreadPoolExecutor(max_workers=BROADCASTS, thread_name_prefix="lookout")
+        console.on_close.append(self.close)
+
+    async def close(self) -> None:
+        """At shutdown: give the broadcasts their answer window, then end the rest as
+        ``unknown`` so that no audit row stays "collecting answers" for ever."""
+        pending = set(self._tasks)
+        if pending:
+            await asyncio.wait(pending, timeout=self.c.s.commander.timeout_s + 2)
+        for task in pending:
+            task.cancel()
+        for audit_id in list(self.inflight):
+            with contextlib.suppress(Exception):
+                await self.c.db.finish(audit_id, "unknown", {"why": "the console stopped"})
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def routes(self) -> list[Route]:
         return [
@@ -193,12 +213,17 @@ class LookoutPages:
     async def similar(self, request: Request) -> Response:
         user, _raw = await self._fields(request, act=True)
         cid = request.path_params["cid"]
-        row = await lookoutdb.candidate(self.c.db, int(cid)) if cid.isdigit() else None
+        row = (
+            await lookoutdb.candidate(self.c.db, int(cid))
+            if cid.isascii() and cid.isdecimal()
+            else None
+        )
         if row is None:
             raise BadInput("candidate", f"no candidate {cid[:20]!r}")
         if not row["hist"]:
             raise BadInput("candidate", f"candidate {cid} carries no colour histogram")
-        spec = to_args(LookoutForm(site=row["site"]), new_id(), hist=row["hist"])
+        cls = "vehicle" if row["vehicle"] else "person"  # like with like
+        spec = to_args(LookoutForm(site=row["site"]), new_id(), hist=row["hist"], cls=cls)
         args = wire_args(spec)
         detail = {"site": row["site"], "args": args, "from": {
             "candidate": row["id"], "event": row["event_id"], "look": row["look"],
@@ -245,8 +270,11 @@ class LookoutPages:
 
         out: dict[str, Any] = {"res": "not sent"}
         try:
-            out = await asyncio.to_thread(self.c.s.commander.broadcast, send.site, send.command,
-                                          send.args, dev=send.dev, on_answer=on_answer)  # fmt: skip
+            # A broadcast holds its thread for the whole answer window: its own small pool,
+            # so that lookouts never queue an operator's bell-ack behind them.
+            out = await loop.run_in_executor(self._pool, partial(
+                self.c.s.commander.broadcast, send.site, send.command, send.args,
+                dev=send.dev, on_answer=on_answer))  # fmt: skip
         except Exception as exc:
             log.error("console: %s %s failed", send.action, send.look, exc_info=exc)
             out = {"res": "not sent", "why": f"internal error: {exc}"}

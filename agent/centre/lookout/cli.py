@@ -68,6 +68,7 @@ def build_args(ns: argparse.Namespace, lookout_id: str) -> tuple[Any, list[str],
         slots["cls"] = "vehicle"
     if ns.similar:
         slots["hist"] = ns.similar
+        slots["cls"] = getattr(ns, "similar_class", None) or "person"
     args = {
         "id": lookout_id, **slots,
         "since_s": parse_duration(ns.since, "--since"), "for_s": parse_duration(ns.for_, "--for"),
@@ -239,6 +240,12 @@ def _slot_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vehicle-type", choices=["car", "truck", "bus", "motorcycle", "bicycle"])
     p.add_argument("--describe", help='a description, e.g. "빨간 상의에 청바지, 초등학생"')
     p.add_argument("--similar", metavar="HIST", help="find similar: a candidate's hist (base64)")
+    p.add_argument(
+        "--similar-class",
+        choices=["person", "vehicle"],
+        help="with --similar: what the candidate was (default person); only tracks of that "
+        "class are compared",
+    )
     p.add_argument("--since", default="2h", help="look back this far (default 2h)")
     p.add_argument("--for", dest="for_", default="6h", help="watch live this long (default 6h)")
     p.add_argument("--min-score", type=float, default=0.5, help="0..1 (default 0.5)")

@@ -37,8 +37,9 @@ class Candidate:
     thumb: Path | None = None
 
     @property
-    def key(self) -> tuple[str, str, int]:
-        return self.dev, self.event.cam, self.event.tid
+    def key(self) -> tuple[str, str, int, int]:
+        # a track id is unique per camera and boot; a look-back may reach an earlier boot
+        return self.dev, self.event.cam, self.event.tid, self.event.t0
 
 
 def _slots_text(event: ev.LookoutEvent) -> str:
@@ -53,7 +54,7 @@ class CandidateBoard:
     out: Path | None = None
     clock: Callable[[], float] = time.monotonic
     places: dict[str, str] = field(default_factory=dict)
-    best: dict[tuple[str, str, int], Candidate] = field(default_factory=dict)
+    best: dict[tuple[str, str, int, int], Candidate] = field(default_factory=dict)
     seen_ids: set[str] = field(default_factory=set)
     early: OrderedDict[str, bytes] = field(default_factory=OrderedDict)
     invalid: int = 0
@@ -121,7 +122,7 @@ class CandidateBoard:
         if self.out is None:
             return
         self.out.mkdir(parents=True, exist_ok=True)
-        path = self.out / f"{cand.dev}_{cand.event.cam}_{cand.event.tid}.jpg"
+        path = self.out / f"{cand.dev}_{cand.event.cam}_{cand.event.tid}_{cand.event.t0}.jpg"
         path.write_bytes(jpeg)
         cand.thumb = path
 
