@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 
 import pytest
 
@@ -83,6 +84,16 @@ def test_flags_override_the_description() -> None:
     assert spec.since_s == 7200.0
     assert spec.for_s == 21600.0
     assert unknown == ["뭔가"]
+
+
+def test_find_similar_names_the_class_it_compares() -> None:
+    hist = base64.b64encode(bytes(range(128))).decode()
+    person, _, _ = build_args(_ns(similar=hist), "S1")
+    assert (person.cls, person.histogram()) == ("person", bytes(range(128)))
+    vehicle, _, _ = build_args(_ns(similar=hist, similar_class="vehicle"), "S2")
+    assert vehicle.cls == "vehicle"
+    with pytest.raises(UserError, match="--similar"):
+        build_args(_ns(similar=hist, upper=["red"]), "S3")  # slots or a histogram, not both
 
 
 @pytest.mark.parametrize(
