@@ -131,8 +131,12 @@ def peer_phase(row: Row, ctx: dict[str, Any], args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace, workdir: Path) -> list[Row]:
     int8 = str(int8_model())
-    peer = bool(args.peer_python) and (
-        subprocess.run([args.peer_python, "-c", "import ultralytics, lap"], check=False).returncode
+    peer = (
+        bool(args.peer_python)
+        and Path(args.peer_python).exists()
+        and subprocess.run(
+            [args.peer_python, "-c", "import ultralytics, lap"], check=False
+        ).returncode
         == 0
     )
     if not peer:
