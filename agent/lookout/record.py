@@ -197,6 +197,8 @@ class Recorder:
         self._person = names.index("person") if "person" in names else -1
         self._carried = {names.index(n): n for n in (*ITEMS, *RIDES) if n in names}
         self._vehicles = {names.index(n): n for n in VEHICLES if n in names} if vehicles else {}
+        self._person_ids = np.array([self._person], np.int64)  # built once, not per frame
+        self._vehicle_ids = np.array(list(self._vehicles), np.int64)
         self._tracks: dict[int, _Track] = {}
 
     def update(
@@ -210,10 +212,9 @@ class Recorder:
         wall_ms: int,
     ) -> list[AppearanceRecord]:
         """One analysed frame: all detections, the tracked ones, the ids still alive."""
-        people = self._observe_class(frame, dets, tracked, [self._person], t=t, wall_ms=wall_ms)
+        people = self._observe_class(frame, dets, tracked, self._person_ids, t=t, wall_ms=wall_ms)
         if self._vehicles:
-            cars = list(self._vehicles)
-            self._observe_class(frame, dets, tracked, cars, t=t, wall_ms=wall_ms)
+            self._observe_class(frame, dets, tracked, self._vehicle_ids, t=t, wall_ms=wall_ms)
         self._associate(people, dets)
         return self._finished(live, t)
 
@@ -222,14 +223,13 @@ class Recorder:
         frame: U8,
         dets: Detections,
         tracked: Detections,
-        classes: list[int],
+        ids: npt.NDArray[np.int64],
         *,
         t: float,
         wall_ms: int,
     ) -> Detections:
-        """Observe the tracks of ``classes`` (the person, or the vehicle classes); an object
-        overlapping another detection of those classes is occluded.  Their detections."""
-        ids = np.array(classes, np.int64)
+        """Observe the tracks of the class ``ids`` (the person, or the vehicle classes); an
+        object overlapping another detection of those classes is occluded.  Their detections."""
         chosen = tracked.select(np.isin(tracked.class_ids, ids))
         h, w = frame.shape[:2]
         mine = np.isin(dets.class_ids, ids)
