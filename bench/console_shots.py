@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import base64
+import itertools
 import json
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,20 +44,26 @@ PLACES = [
 ]
 
 
-def frames(n: int) -> list[bytes]:
-    """JPEGs from the sample video (OpenCV's pedestrians), as poles send with an alarm."""
+def sampled(step: int) -> Iterator[Any]:
+    """Every ``step``-th frame of the sample video (OpenCV's pedestrians)."""
     cap = cv2.VideoCapture(str(path_of("video")))
-    out: list[bytes] = []
-    i = 0
-    while len(out) < n:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        i += 1
-        if i % 60 == 0:
-            out.append(cv2.imencode(".jpg", cv2.resize(frame, (640, 360)))[1].tobytes())
-    cap.release()
-    return out
+    try:
+        i = 0
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return
+            i += 1
+            if i % step == 0:
+                yield frame
+    finally:
+        cap.release()
+
+
+def frames(n: int) -> list[bytes]:
+    """JPEGs from the sample video, as poles send with an alarm."""
+    pics = (cv2.imencode(".jpg", cv2.resize(f, (640, 360)))[1].tobytes() for f in sampled(60))
+    return list(itertools.islice(pics, n))
 
 
 def seed(url: str, poles: int = 40) -> None:
@@ -126,32 +134,28 @@ def seed(url: str, poles: int = 40) -> None:
 
 def people(n: int) -> list[tuple[bytes, str]]:
     """Body thumbnails (96 x 192) of people in the sample video, found by the agent's own
-    detector, with a colour histogram of each (base64 of 128 bytes)."""
+    detector, with the colour judge's histogram of each (base64 of 128 bytes), as a pole
+    would send them."""
     from agent.config import DetectionConfig
     from agent.detect.detector import Detector
+    from agent.lookout.colour import judge
 
     detector = Detector(DetectionConfig())
-    cap = cv2.VideoCapture(str(path_of("video")))
     out: list[tuple[bytes, str]] = []
-    i = 0
-    while len(out) < n:
-        ok, frame = cap.read()
-        if not ok:
+    for frame in sampled(40):
+        if len(out) >= n:
             break
-        i += 1
-        if i % 40:
-            continue
         found = detector(frame)
-        for (x1, y1, x2, y2), cid in zip(found.xyxy, found.class_ids, strict=True):
-            if detector.names[cid] != "person" or y2 - y1 < 80:
+        for box, cid in zip(found.xyxy.tolist(), found.class_ids.tolist(), strict=True):
+            x1, y1, x2, y2 = box
+            judged = judge(frame, (x1, y1, x2, y2))
+            if detector.names[cid] != "person" or y2 - y1 < 80 or judged is None:
                 continue
             crop = cv2.resize(frame[int(y1) : int(y2), int(x1) : int(x2)], (96, 192))
-            hist = cv2.calcHist([crop], [0, 1], None, [16, 8], [0, 256, 0, 256]).flatten()
-            hist = (255 * hist / max(1.0, float(hist.max()))).astype("uint8").tobytes()
-            out.append((cv2.imencode(".jpg", crop)[1].tobytes(), base64.b64encode(hist).decode()))
+            jpeg = cv2.imencode(".jpg", crop)[1].tobytes()
+            out.append((jpeg, base64.b64encode(judged.histogram.tobytes()).decode()))
             break
-    cap.release()
-    return out[:n]
+    return out
 
 
 def candidates(now: int) -> list[tuple[str, bytes]]:
