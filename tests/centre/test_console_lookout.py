@@ -199,6 +199,26 @@ def test_the_grid_ranks_by_score_per_lookout_and_filters_by_lookout(stack: Stack
     assert ana.request("/lookout/candidates?look=lk-b")[1].count("Find similar") == 1
 
 
+def test_a_poles_odd_heartbeat_does_not_break_the_page(stack: Stack) -> None:
+    """``det.lookouts`` is the pole's own JSON: a value of the wrong type is skipped by the
+    page's query, not cast (which failed the page for every operator)."""
+    st = birth(stack.centre, "test-0003", "T-3")
+    lookouts = [
+        {"id": "lk-good", "left_s": 600, "sent": 2},
+        {"id": "lk-odd", "left_s": "soon", "sent": 1.5},
+        "not an object",
+        {"left_s": 5},
+    ]
+    beat = st.health(up=5, ver="0.1.0", cfg="c", det={"lookouts": lookouts})
+    stack.centre.publish(Topics("pole", "test-site", "test-0003").heartbeat, encode(beat))
+    wait_until(lambda: query(stack.db, "SELECT 1 FROM poles WHERE dev = 'test-0003' "
+                                       "AND heartbeat IS NOT NULL"))  # fmt: skip
+    code, html = stack.login("vic").request("/lookout")
+    assert code == 200
+    assert 'id="active-lk-good"' in html
+    assert 'id="active-lk-odd"' in html  # held by the pole; its odd values left out
+
+
 def test_sending_needs_a_role_a_csrf_token_and_good_fields(stack: Stack) -> None:
     birth(stack.centre, "test-0002", "T-2")
     wait_until(lambda: bool(query(stack.db, "SELECT 1 FROM poles WHERE dev = 'test-0002'")))
