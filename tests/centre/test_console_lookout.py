@@ -219,6 +219,19 @@ def test_a_poles_odd_heartbeat_does_not_break_the_page(stack: Stack) -> None:
     assert 'id="active-lk-odd"' in html  # held by the pole; its odd values left out
 
 
+def test_a_send_the_console_never_finished_is_not_active_for_ever(stack: Stack) -> None:
+    """A console that stopped while collecting answers leaves its audit row without a
+    result: such a row is "active" for the answer window only, not for the lookout's 6 h."""
+    for look, age in (("lk-fresh", "10 seconds"), ("lk-stale", "3 minutes")):
+        query(stack.db, "INSERT INTO audit (at, operator, role, action, target, detail) "
+                        "VALUES (now() - %s::interval, 'ana', 'operator', 'lookout-send', %s, "
+                        "'{\"site\": \"test-site\", \"args\": {\"for_s\": 21600}}') "
+                        "RETURNING id", age, look)  # fmt: skip
+    html = stack.login("vic").request("/lookout")[1]
+    assert 'id="active-lk-fresh"' in html
+    assert 'id="active-lk-stale"' not in html
+
+
 def test_sending_needs_a_role_a_csrf_token_and_good_fields(stack: Stack) -> None:
     birth(stack.centre, "test-0002", "T-2")
     wait_until(lambda: bool(query(stack.db, "SELECT 1 FROM poles WHERE dev = 'test-0002'")))
