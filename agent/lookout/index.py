@@ -198,9 +198,11 @@ class AppearanceIndex:
             self._db.executescript("PRAGMA incremental_vacuum;")
 
     def stats(self) -> dict[str, int]:
+        """Rows and bytes in all, and rows per class (``person``, ``vehicle``)."""
         with self._lock:
             n, size = self._db.execute("SELECT COUNT(*), TOTAL(bytes) FROM appearance").fetchone()
-        return {"rows": int(n), "bytes": int(size)}
+            per = self._db.execute("SELECT cls, COUNT(*) FROM appearance GROUP BY cls").fetchall()
+        return {"rows": int(n), "bytes": int(size), **{str(c): int(k) for c, k in per}}
 
     def _rows(self, where: str, args: Sequence[Any]) -> list[sqlite3.Row]:
         with self._lock:

@@ -117,6 +117,11 @@ def test_vehicle_rows_and_an_index_from_before_vehicles(tmp_path: Path) -> None:
     got = idx.query(Slots(cls="vehicle", upper=("red",), vtype="truck"), now - 60_000)
     assert [(h.record.track, h.record.vtype, h.score) for h in got] == [(9, "truck", 1.0)]
     assert [h.record.track for h in idx.query(Slots(upper=("red",)), now - 60_000)] == [1]
+    assert {k: idx.stats()[k] for k in ("rows", "person", "vehicle")} == {
+        "rows": 2,
+        "person": 1,
+        "vehicle": 1,
+    }
     # find similar compares like with like: the van's own histogram finds no person
     assert [h.record.track for h in idx.similar(van.histogram, now - 60_000)] == [1]
     assert [h.record.track for h in idx.similar(van.histogram, now - 60_000, cls="vehicle")] == [9]
