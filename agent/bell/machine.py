@@ -27,6 +27,10 @@ __all__ = ["BellMachine", "BellSignal", "Debouncer"]
 
 T = TypeVar("T")
 EPS = 1e-9  # float slack so that 1.0 + 0.03 counts as reached at t = 1.03
+# A flapping episode ends only once its quiet time has passed beyond the float slack: a
+# change right at the end (within EPS) extends the episode, whether a tick came just
+# before it or not (a late tick must give what a punctual one does).
+FLAP_SLACK = 2 * EPS
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +161,11 @@ class BellMachine:
             (self.flap.deadline(), self._flap_ended),
             (self.test_until, self._test_expired),
         ]
-        out = [(d, d, fn) for d, fn in timers if d is not None]
+        out = [
+            (d, d + FLAP_SLACK if fn == self._flap_ended else d, fn)
+            for d, fn in timers
+            if d is not None
+        ]
         settle = self.debounce.deadline()
         if settle is None:
             return out

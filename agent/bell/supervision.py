@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import ClassVar, Generic, Literal, TypeVar
 
 from agent.bell.flap import FlapGuard
-from agent.bell.machine import EPS, BellSignal, Debouncer
+from agent.bell.machine import EPS, FLAP_SLACK, BellSignal, Debouncer
 from agent.config import PolicyConfig, SupervisionConfig
 from agent.events import BellKind
 
@@ -112,12 +112,19 @@ class Watched(Generic[V]):
         return min(due) if due else None
 
     def _flap_due(self) -> float | None:
+        """When a tick may end the episode: past its end by FLAP_SLACK, or later."""
         end, settle = self.flap.deadline(), self.debounce.deadline()
-        if end is None or settle is None:
-            return end
+        if end is None:
+            return None
+        if settle is None:
+            return end + FLAP_SLACK
         # A change whose edge comes before the end is still being debounced: it may extend
         # the episode, so the end waits for it (a late tick must give what a punctual one does).
-        return max(end, settle) if settle - self.debounce.period <= end + EPS else end
+        return (
+            max(end + FLAP_SLACK, settle)
+            if settle - self.debounce.period <= end + EPS
+            else end + FLAP_SLACK
+        )
 
     def _advance(self, changes: list[tuple[V, float]], t: float) -> list[BellSignal]:
         out: list[BellSignal] = []
@@ -130,8 +137,8 @@ class Watched(Generic[V]):
                 out.append(BellSignal("flapping", since, self.name, why=started))
             if not self.flap.flapping:
                 out += self._report(value, since)
-        end = self._flap_due()
-        if end is not None and end <= t + EPS and self.flap.deadline() == end:
+        end, due = self.flap.deadline(), self._flap_due()
+        if end is not None and due == end + FLAP_SLACK and due <= t + EPS:
             out += self._cleared(end)
         return out
 
