@@ -21,6 +21,7 @@ from typing import Any
 from agent.events import BellEvent
 from agent.logs import Throttle
 from agent.outbox import Outbox
+from agent.worker import Worker
 
 __all__ = ["ALARM_KINDS", "CAPACITY", "Reporter"]
 
@@ -33,21 +34,20 @@ ALARM_KINDS = frozenset({"pressed", "activated", "released"})  # kept the longes
 State = tuple[str, int, dict[str, Any]]
 
 
-class Reporter:
-    """Owns the ``bell-report`` thread and the bounded memory queue in front of the outbox."""
+class Reporter(Worker):
+    """The ``bell-report`` thread and the bounded memory queue in front of the outbox."""
 
     def __init__(
         self, outbox: Outbox, *, capacity: int = CAPACITY, retry_s: float = RETRY_S
     ) -> None:
+        super().__init__("bell-report")
         self.outbox = outbox
         self.capacity = capacity
         self.retry_s = retry_s
         self._cond = threading.Condition()
         self._queue: deque[BellEvent] = deque()
         self._state: State | None = None
-        self._stopping = False
         self._retry_at = 0.0
-        self._thread: threading.Thread | None = None
         self._log = Throttle(60.0)
         self.delivered = 0
         self.refused = 0  # delivery attempts the outbox refused
@@ -56,10 +56,6 @@ class Reporter:
         self.failing = False
 
     # ------------------------------------------------------------------ the bell's side
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="bell-report", daemon=True)
-        self._thread.start()
-
     def put(self, event: BellEvent) -> None:
         """Queue an event for the outbox; never blocks (drops the least urgent when full)."""
         with self._cond:
@@ -86,19 +82,23 @@ class Reporter:
             "outbox": "failing" if self.failing else "ok",
         }
 
-    def thread(self) -> threading.Thread | None:
-        return self._thread
-
-    def stop(self, timeout: float) -> None:
+    def stop(self, timeout: float) -> bool:
         """Deliver what is queued (at most ``timeout`` seconds), then end the thread."""
+        if super().stop(timeout):
+            return True
+        log.error("bell: the outbox did not take the last %d bell events", len(self._queue))
+        return False
+
+    def _wake(self) -> None:
         with self._cond:
-            self._stopping = True
             self._cond.notify()
-        if self._thread is None:
-            return
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            log.error("bell: the outbox did not take the last %d bell events", len(self._queue))
+
+    def _crashed(self, exc: Exception) -> None:
+        log.error(
+            "bell-report crashed; bell events stay in memory (outputs unaffected): %s",
+            exc,
+            exc_info=exc,
+        )
 
     def _counts(self) -> tuple[int, int]:
         return len(self._queue), self.overflowed
@@ -118,6 +118,7 @@ class Reporter:
     # ------------------------------------------------------------------ the thread
     def _run(self) -> None:
         while True:
+            self.progress()
             with self._cond:
                 item = self._next()
                 if item is None:
@@ -130,7 +131,7 @@ class Reporter:
                 elif not ok and self._state is None:
                     self._state = item
                 if not ok:
-                    if self._stopping:
+                    if self._stop.is_set():
                         return  # the outbox refuses: what is left is lost, and logged by stop
                     self._retry_at = time.monotonic() + self.retry_s
 
@@ -138,13 +139,14 @@ class Reporter:
         """The next thing to deliver (an event stays queued until delivered); None to end."""
         while True:
             wait: float | None = self._retry_at - time.monotonic()
-            if self._stopping or (wait is not None and wait <= 0):
+            stopping = self._stop.is_set()
+            if stopping or (wait is not None and wait <= 0):
                 if self._queue:
                     return self._queue[0]
                 if self._state is not None:
                     state, self._state = self._state, None
                     return state
-                if self._stopping:
+                if stopping:
                     return None
                 wait = None  # nothing to do: until woken
             self._cond.wait(wait)

@@ -164,7 +164,7 @@ class BellService(Worker):
     def threads(self) -> list[threading.Thread]:
         """The bell thread, its reporter and the camera preset helper when configured."""
         helpers = self.preset.threads() if self.preset is not None else []
-        own = [*super().threads(), self.reporter.thread()]
+        own = [*super().threads(), *self.reporter.threads()]
         return [t for t in own if t is not None] + helpers
 
     def facts(self) -> dict[str, Any]:

@@ -32,24 +32,19 @@ What crosses the boundary, and how it stays correct:
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from agent.config import CameraConfig, DetectionConfig, LookoutConfig
-from agent.events import Event, LookoutEvent, ObjectEvent, RuleEvent
+from agent.events import Event
 from agent.lookout.registry import Lookouts
 from agent.outbox import EventSink
 from agent.vision.launch import ChildProcess, end_process, launch
 from agent.vision.protocol import (
-    TID_GAP,
-    TID_MAX,
     Config,
     EventReport,
     Facts,
@@ -59,85 +54,27 @@ from agent.vision.protocol import (
     LookoutRequest,
     ProtocolError,
     Ready,
-    RuleRequest,
     SnapRequest,
     Snapshot,
     StateReport,
-    Stop,
     ToParent,
     decode_to_parent,
 )
+from agent.vision.requests import POLL_S, Override, Queued, Sender
+from agent.vision.tids import TrackIds
 from agent.worker import Worker
 
 __all__ = ["VisionProcess"]
 
 log = logging.getLogger(__name__)
 
-TX_MAX = 32  # requests waiting for the child
 STABLE_S = 60.0  # a child that lived this long starts the backoff afresh
 STARTUP_S = 120.0  # longest start (imports, model load) before it counts as hung
 IDS_MAX = 256  # child event ids remembered for their snapshots
-POLL_S = 0.5
 _ENDINGS = {
     "vision_hung": "stopped making progress and was killed",
     "capture_hung": "had a camera read stuck in native code and was killed",
 }
-
-
-@dataclass(frozen=True)
-class _Override:
-    """An arm/disarm in force; ``until`` on this process's clock, sent as a duration."""
-
-    name: str
-    armed: bool
-    until: float | None
-
-    def request(self) -> RuleRequest:
-        # Converted at the last moment: the time spent in the queue counts.
-        left = None if self.until is None else self.until - time.monotonic()
-        return RuleRequest(name=self.name, armed=self.armed, remaining_s=left)
-
-
-_Queued = SnapRequest | _Override | LookoutRequest | LookoutCancel
-
-
-class _Sender(Worker):
-    """ "vision-tx": requests from a bounded queue to whichever child is current."""
-
-    def __init__(self, child: Callable[[], ChildProcess | None]) -> None:
-        super().__init__("vision-tx")
-        self.queue: queue.Queue[_Queued | Stop] = queue.Queue(maxsize=TX_MAX)
-        self._current = child
-
-    def request_stop(self) -> None:
-        # "stop" first: queued before the event is set, it is sent before the loop ends.
-        # When vision-tx is stuck on a hung child, the owner's kill of the child frees it.
-        with contextlib.suppress(queue.Full):
-            self.queue.put(Stop(), timeout=0.2)
-        super().request_stop()
-
-    def _run(self) -> None:
-        while True:
-            self.progress()
-            try:
-                item = self.queue.get(timeout=POLL_S)
-            except queue.Empty:
-                if self._stop.is_set():
-                    return
-                continue
-            msg = item.request() if isinstance(item, _Override) else item
-            child = self._current()
-            if child is not None:
-                child.send(msg)  # no child: a snapshot is moot, overrides get replayed
-            if isinstance(msg, Stop):
-                return
-
-    def _crashed(self, exc: Exception) -> None:
-        log.error(
-            "vision-tx crashed; requests no longer reach the vision process: %s",
-            exc,
-            exc_info=exc,
-        )
 
 
 class VisionProcess(Worker):
@@ -174,16 +111,14 @@ class VisionProcess(Worker):
         self._det: dict[str, Any] = {"state": "starting"}
         self._lock = threading.Lock()  # guards _child (never held while blocking)
         self._child: ChildProcess | None = None
-        self._tx = _Sender(lambda: self._child)
-        self._overrides: dict[str, _Override] = {}
+        self._tx = Sender(lambda: self._child)
+        self._overrides: dict[str, Override] = {}
         # The lookouts in force, mirrored here: the command's answer, and replayed to a
         # restarted child (which keeps the matcher's own table).
         self._lookouts = Lookouts(lookout.max_active if lookout is not None else 1)
         self._ov_lock = threading.Lock()  # commands thread vs vision-rx (replay)
         self._ids: OrderedDict[str, str] = OrderedDict()
-        self._first_tids = {c.id: (first_tids or {}).get(c.id, 1) for c in cameras}
-        self._tid_max: dict[str, int] = {c.id: self._first_tids[c.id] - 1 for c in cameras}
-        self._tid_next: dict[str, int] = {}  # the child's trackers, by its last facts
+        self._tids = TrackIds((c.id for c in cameras), first_tids)
         self._crashed_cams: set[str] = set()
         self._dropped_before = 0  # dropped object events of earlier children
         self.restarts = 0
@@ -251,7 +186,7 @@ class VisionProcess(Worker):
         return self._override(name, False, until)
 
     def _override(self, name: str, armed: bool, until: float | None) -> bool:
-        override = _Override(name, armed, until)
+        override = Override(name, armed, until)
         with self._ov_lock:
             if name not in self._names or not self._queue(override):
                 return False
@@ -281,14 +216,8 @@ class VisionProcess(Worker):
             self._queue(LookoutCancel(id=lookout_id))
         return True
 
-    def _queue(self, item: _Queued) -> bool:
-        try:
-            self._tx.queue.put_nowait(item)
-        except queue.Full:
-            what = getattr(item, "t", "rule")
-            log.warning("vision: %s request refused, %d already waiting", what, TX_MAX)
-            return False
-        return True
+    def _queue(self, item: Queued) -> bool:
+        return self._tx.put(item)
 
     # ------------------------------------------------------------------ vision-rx
     def _run(self) -> None:
@@ -329,7 +258,7 @@ class VisionProcess(Worker):
                     device_id=stamper.device_id,
                     boot_id=f"{stamper.boot_id}v{self.restarts}",  # ids replaced here anyway
                     lookout=self.lookout,
-                    first_tids=self.next_tids() if self.restarts else self._first_tids,
+                    first_tids=self.next_tids() if self.restarts else self._tids.first,
                 )
             )
             self._child, self.pid = child, child.proc.pid
@@ -417,7 +346,7 @@ class VisionProcess(Worker):
             log.error("vision: the process could not start: %s", msg.text)
 
     def _event(self, event: Event) -> None:
-        self._note_tids(event)
+        self._tids.note(event)
         adopted = self.sink.stamper.restamp(event)
         if event.k == "lookout":
             # A candidate keeps the id the child gave it (unique: the child's boot id is
@@ -432,31 +361,11 @@ class VisionProcess(Worker):
 
     def next_tids(self) -> dict[str, int]:
         """Per camera, a first track id for a successor (a restarted child, or a reload's
-        new process): above the highest id reported and the trackers' next ids by the last
-        facts, plus :data:`TID_GAP` for the tracks a child made since then (recorded in the
-        appearance index even if never reported)."""
-        return {
-            cid: max(m + 1, self._tid_next.get(cid, 1)) + TID_GAP
-            for cid, m in self._tid_max.items()
-        }
-
-    def _note_tids(self, event: Event) -> None:
-        """The highest track id seen per camera (ids above :data:`TID_MAX` are a broken
-        child's and are not taken into account)."""
-        if isinstance(event, ObjectEvent | LookoutEvent):
-            cam, tids = event.cam, [event.tid]
-        elif isinstance(event, RuleEvent):
-            cam, tids = event.cam, list(event.tids)
-        else:
-            return
-        tids = [t for t in tids if t <= TID_MAX]
-        if tids and cam in self._tid_max:
-            self._tid_max[cam] = max(self._tid_max[cam], *tids)
+        new process): see :class:`~agent.vision.tids.TrackIds`."""
+        return self._tids.successor()
 
     def _on_facts(self, child: ChildProcess, facts: Facts) -> None:
-        self._tid_next = {
-            cid: n for cid, n in facts.next_tids.items() if cid in self._tid_max and n <= TID_MAX
-        }
+        self._tids.trackers(facts.next_tids)
         # An age, not the child's clock reading: right whatever the two clocks are.
         child.progress = time.monotonic() - facts.progress_age_s
         self.progress(child.progress)

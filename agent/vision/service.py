@@ -28,9 +28,7 @@ import numpy.typing as npt
 
 from agent.config import CameraConfig, DetectionConfig, LookoutConfig
 from agent.detect.detections import Detections
-from agent.detect.lifecycle import TrackEvent
 from agent.detect.pipeline import TrackPipeline
-from agent.detect.rules import RuleHit
 from agent.lookout.active import Lookouts, Matcher
 from agent.lookout.audit import AuditLog
 from agent.lookout.index import AppearanceIndex
@@ -38,7 +36,7 @@ from agent.lookout.record import Recorder
 from agent.outbox import EventSink
 from agent.video.capture import Capture, Frame
 from agent.video.motion import MotionGate
-from agent.video.snapshot import SnapshotError, encode_snapshot
+from agent.vision.emit import Emitter
 from agent.vision.protocol import LookoutRequest
 from agent.worker import Worker
 
@@ -103,17 +101,16 @@ class VisionService(Worker):
         if detection.enabled:
             self._load_detector(detector_factory)
         names: list[str] = self.detector.names if self.detector is not None else []
+        self.emit = Emitter(sink, names)
         self._cams: dict[str, _Camera] = {}
         for cfg in cameras:
-            report = self._reporter(cfg.id)
-            cap = Capture(cfg, report)
+            cap = Capture(cfg, self.emit.reporter(cfg.id))
             self._cams[cfg.id] = _Camera(
                 cfg,
                 cap,
                 MotionGate(cfg.motion),
                 TrackPipeline(cfg, names, first_tid=(first_tids or {}).get(cfg.id, 1)),
             )
-        self._person = names.index("person") if "person" in names else -1
         self.index: AppearanceIndex | None = None
         self.lookout_errors = 0
         self.lookouts = Lookouts(lookout.max_active if lookout is not None else 1)
@@ -123,7 +120,6 @@ class VisionService(Worker):
         # (event id, camera) of a snapshot to take, or the id of a lookout to look back for
         self._requests: queue.Queue[tuple[str, str] | str] = queue.Queue(maxsize=REQUESTS)
         self._rules_lock = threading.Lock()
-        self.snapshots = 0
 
     def _load_detector(self, factory: Callable[[], DetectorLike] | None) -> None:
         try:
@@ -372,9 +368,9 @@ class VisionService(Worker):
         if cam.recorder is not None:
             self._record(cam, frame, dets, result.tracked)
         for ev in result.events:
-            self._object_event(cam, ev, frame.wall_ms)
+            self.emit.object_event(cam.cfg.id, ev, frame.wall_ms)
         for hit in result.hits:
-            self._rule_event(cam, hit, frame, dets)
+            self.emit.rule_event(cam.cfg, hit, frame.wall_ms, frame.image, dets)
 
     def _record(self, cam: _Camera, frame: Frame, dets: Detections, tracked: Detections) -> None:
         """Appearance records of the person tracks that ended (or are due a refresh)."""
@@ -396,52 +392,6 @@ class VisionService(Worker):
             if self.lookout_errors % LOG_EVERY == 1:
                 log.exception("vision: appearance records failed (%d so far)", self.lookout_errors)
 
-    # ------------------------------------------------------------------ events
-    def _reporter(self, cid: str) -> Callable[[str, str | None], None]:
-        def report(kind: str, why: str | None) -> None:
-            ev = self.sink.stamper.camera(ev=kind, cam=cid, why=why)
-            self.sink.emit(ev)
-            state = {"lost": "lost", "tampered": "tampered"}.get(kind, "ok")
-            self.sink.state(f"camera-{cid}", state, ev.ts, {"why": why} if why else None)
-
-        return report
-
-    def _class_name(self, cls: int) -> str:
-        names: list[str] = self.detector.names if self.detector is not None else []
-        return names[cls] if 0 <= cls < len(names) else f"class{cls}"
-
-    def _object_event(self, cam: _Camera, ev: TrackEvent, wall_ms: int) -> None:
-        self.sink.emit(
-            self.sink.stamper.object(
-                ts=wall_ms,
-                ev=ev.ev,
-                cam=cam.cfg.id,
-                tid=ev.tid,
-                cls=self._class_name(ev.cls),
-                sc=ev.score,
-                box=ev.box,
-                zones=list(ev.zones) or None,
-                why=ev.why,
-                dur=None if ev.dur_s is None else round(ev.dur_s * 1000),
-            )
-        )
-
-    def _rule_event(self, cam: _Camera, hit: RuleHit, frame: Frame, dets: Detections) -> None:
-        event = self.sink.stamper.rule(
-            ts=frame.wall_ms,
-            rule=hit.rule,
-            type=hit.type,
-            cam=cam.cfg.id,
-            zone=hit.zone,
-            tids=list(hit.tids),
-            n=hit.n,
-            dwell=None if hit.dwell_s is None else round(hit.dwell_s * 1000),
-            dir=hit.dir,
-            snap=True,
-        )
-        self.sink.emit(event)
-        self._send_snapshot(event.id, cam, frame.image, dets)
-
     def _requested_snapshot(self, event_id: str, cam: _Camera) -> None:
         frame = cam.capture.slot.peek()
         if frame is None:
@@ -456,26 +406,4 @@ class VisionService(Worker):
             except Exception:  # a snapshot is not worth a crash
                 log.exception("vision: snapshot %s: detector failed", event_id)
                 return  # no blur possible: send nothing rather than an unblurred face
-        self._send_snapshot(event_id, cam, frame.image, dets)
-
-    def _send_snapshot(
-        self, event_id: str, cam: _Camera, image: npt.NDArray[np.uint8], dets: Detections | None
-    ) -> None:
-        blur = None
-        if cam.cfg.blur_persons:
-            if dets is None:  # cannot know where people are: send nothing, not a face
-                log.error("vision: snapshot %s not sent: person blur without a detector", event_id)
-                return
-            blur = dets.xyxy[dets.class_ids == self._person]
-        try:
-            jpeg = encode_snapshot(
-                image,
-                masks=cam.cfg.privacy_masks,
-                blur_boxes=blur,
-                max_bytes=cam.cfg.snapshot_max_bytes,
-            )
-        except SnapshotError as exc:
-            log.error("vision: snapshot %s not sent: %s", event_id, exc)
-            return
-        self.sink.snapshot(event_id, jpeg)
-        self.snapshots += 1
+        self.emit.snapshot(event_id, cam.cfg, frame.image, dets)

@@ -198,7 +198,7 @@ def test_the_last_events_are_written_at_stop(spool: Spool) -> None:
         rep.put(event(outbox, kind))
     rep.stop(5)
     assert [e.ev for e in bell_events(spool)] == ["pressed", "activated", "outputs_off"]
-    assert not rep.thread().is_alive()  # type: ignore[union-attr]
+    assert not any(t.is_alive() for t in rep.threads())
 
 
 def test_a_chattering_tamper_contact_gives_a_bounded_number_of_events(
