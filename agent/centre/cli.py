@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from agent import credentials
 
 if TYPE_CHECKING:
     from agent.centre.sender import SendResult
@@ -74,7 +75,7 @@ def _broker_target(args: argparse.Namespace, need_site: bool = True) -> tuple[An
         raise UserError("give --site (or --config with the unit's site file)")
     password = None
     if args.password_file:
-        password = Path(args.password_file).read_text(encoding="utf-8").strip()
+        password = credentials.read_text(args.password_file, "password")
     access = BrokerAccess(
         host or "127.0.0.1", port or 1883, args.username, password, ca, args.cert, args.key
     )

@@ -102,11 +102,9 @@ def load_key(name: str) -> bytes:
     """The key bytes from a key file of hex digits; KeyFileError says what is wrong."""
     path = credentials.resolve(name)
     try:
-        text = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        raise KeyFileError(f"command key file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise KeyFileError(f"command key file {path} cannot be read: {exc}") from None
+        text = credentials.read_text(name, "command key")
+    except CredentialError as exc:
+        raise KeyFileError(str(exc), exc.path) from None
     if len(text) % 2 or any(c not in string.hexdigits for c in text):
         raise KeyFileError(f"command key file {path} must hold hex digits only")
     key = bytes.fromhex(text)

@@ -16,15 +16,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent import credentials
 from agent.config import MqttConfig
+from agent.errors import CredentialError
 
 __all__ = ["ClientSetupError", "ClientSpec", "client_spec", "new_client"]
 
 
-class ClientSetupError(Exception):
+class ClientSetupError(CredentialError):
     """A client could not be set up (a TLS file missing, unreadable or not matching)."""
 
     def __init__(self, message: str, file: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, file)
         self.file = file
 
 

@@ -9,8 +9,9 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
+
+from agent import credentials
 
 __all__ = ["access_args", "broker_access", "host_port", "register"]
 
@@ -42,7 +43,7 @@ def broker_access(args: argparse.Namespace) -> Any:
 
     password = None
     if args.password_file:
-        password = Path(args.password_file).read_text(encoding="utf-8").strip()
+        password = credentials.read_text(args.password_file, "password")
     host, port = args.broker or ("127.0.0.1", 1883)  # --nats: unused, but typed
     return BrokerAccess(host, port, args.username, password, args.ca, args.cert, args.key)
 

@@ -16,11 +16,12 @@ import tempfile
 from pathlib import Path
 
 from agent.dev.broker import free_port
+from agent.errors import AgentError
 
 __all__ = ["LocalPostgres", "PostgresMissingError", "pg_bindir"]
 
 
-class PostgresMissingError(RuntimeError):
+class PostgresMissingError(AgentError):
     """No PostgreSQL server binaries (initdb, pg_ctl) on this machine."""
 
 

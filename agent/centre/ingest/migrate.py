@@ -15,6 +15,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from agent.errors import AgentError
+
 __all__ = ["MIGRATIONS", "Migration", "MigrationError", "applied", "available", "migrate"]
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -22,7 +24,7 @@ _NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 _LOCK = 0x706F6C65  # "pole": the advisory lock id of migrate
 
 
-class MigrationError(Exception):
+class MigrationError(AgentError):
     """A migration file is malformed, or an applied one was changed since."""
 
 
@@ -69,7 +71,12 @@ def migrate(url: str, folder: Path = MIGRATIONS) -> list[Migration]:
     """Apply what is missing, in order; the migrations applied now."""
     todo = available(folder)
     done: list[Migration] = []
-    with psycopg.connect(url, autocommit=True) as conn:
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MigrationError(f"cannot reach the database (--db): {first}") from None
+    with conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK,))
         try:
             conn.execute(_TABLE)
