@@ -6,16 +6,38 @@ the camera re-opened.  Now a reload compares the old and the new config section 
 including the digests of the secret files each section names, and rebuilds only the stages
 that read a changed section.  The bell is rebuilt only when its own section (or the
 device's identity, which its events carry) changed, and then hands a running alarm over.
+
+A rebuilt bell whose input is another device (a new serial port, other GPIO lines) opens
+it before the old bell lets go of its own: a device that cannot be opened (missing, busy)
+refuses the reload, and the old bell keeps watching.  The same device is not opened twice
+(a serial port is opened exclusively, a GPIO line is requested once): it passes from the
+old bell to the new one at the handover.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Any
 
 from agent import credentials
-from agent.config import AgentConfig, secret_files
+from agent.config import AgentConfig, BellConfig, secret_files
+from agent.errors import BellError
 
-__all__ = ["Plan", "plan", "secret_digests"]
+__all__ = [
+    "Plan",
+    "discard_bell",
+    "moves_input",
+    "open_bell_input",
+    "plan",
+    "probe_bell_input",
+    "replace_bell",
+    "replace_stage",
+    "secret_digests",
+]
+
+log = logging.getLogger(__name__)
+
 
 # Which config sections each stage reads.  "topics" is a change of the topic root or site:
 # every stage sends through the outbox, whose topics then change.
@@ -75,3 +97,86 @@ def plan(old: AgentConfig, new: AgentConfig, old_digests: dict[str, str]) -> Pla
         return Plan(changed, frozenset(READS), None)
     rebuild = frozenset(stage for stage, reads in READS.items() if reads & changed)
     return Plan(changed, rebuild, None)
+
+
+def moves_input(old: BellConfig, new: BellConfig) -> bool:
+    """True when a bell of ``new`` would open an input the bell of ``old`` does not hold."""
+    from agent.bell.inputs import held_devices, input_devices
+
+    return old.enabled and new.enabled and not input_devices(new) & held_devices(old)
+
+
+def open_bell_input(old: BellConfig, bell: object) -> None:
+    """Open the new bell's input now if it is another device than the running bell's.
+
+    Raises with a paragraph for the technician when it cannot be opened; the new bell is
+    then discarded (nothing of it stays open) and the running one is left alone.
+    """
+    from agent.bell.inputs import input_devices
+    from agent.bell.service import BellService
+
+    if not isinstance(bell, BellService) or not moves_input(old, bell.cfg):
+        return
+
+    try:
+        bell.open_input()
+    except Exception as exc:
+        bell.discard()
+        watching = ", ".join(sorted(input_devices(old)))
+        raise BellError(
+            f"the new bell input cannot be opened, so the running bell keeps watching "
+            f"{watching}: {exc}"
+        ) from exc
+
+
+def probe_bell_input(old: AgentConfig, new: AgentConfig) -> str | None:
+    """Why the bell of ``new`` could not open its input now (opened and closed again), or None.
+
+    For the ``reload`` command's answer; the reload itself opens it again before the handover.
+    """
+    if not moves_input(old.bell, new.bell):
+        return None
+    from agent.bell.inputs import Waker, make_backend
+
+    waker = Waker()
+    backend = make_backend(new.bell, waker)
+    try:
+        backend.open()
+    except Exception as exc:  # noqa: BLE001 - any reason is the answer
+        return str(exc) or type(exc).__name__
+    finally:
+        backend.close()
+        waker.close()
+    return None
+
+
+def discard_bell(bell: object, running: object) -> None:
+    """Release a new bell that will not run (another stage of the reload failed to build)."""
+    from agent.bell.service import BellService
+
+    if bell is not running and isinstance(bell, BellService):
+        bell.discard()
+
+
+def replace_stage(name: str, before: Any, after: Any) -> None:
+    """Stop a stage and start its successor (either may be None)."""
+    if before is not None:
+        try:
+            before.stop(3.0)
+        except Exception:
+            log.exception("reload: the old %s did not stop cleanly", name)
+    if after is not None:
+        after.start()
+
+
+def replace_bell(before: Any, after: Any) -> None:
+    """Stop the old bell and start the new one, handing a running alarm over."""
+    from agent.bell.service import BellService
+
+    handed = before.handover(3.0) if isinstance(before, BellService) else None
+    if handed is not None and isinstance(after, BellService):
+        after.adopt(handed)
+    elif before is not None and handed is None:
+        before.stop(3.0)
+    if after is not None:
+        after.start()

@@ -29,7 +29,16 @@ from agent.faults import FaultWatch
 from agent.health import Notifier, heartbeat
 from agent.mqtt.link import Link, StatusInfo
 from agent.outbox import Outbox
-from agent.reload import IN_PLACE, Plan, plan, secret_digests
+from agent.reload import (
+    IN_PLACE,
+    Plan,
+    discard_bell,
+    open_bell_input,
+    plan,
+    replace_bell,
+    replace_stage,
+    secret_digests,
+)
 from agent.spool import Spool, SpoolError
 from agent.vision import make_vision
 
@@ -324,8 +333,10 @@ class Runner:
         """Re-read the config and rebuild only what changed; the running stages stay on error.
 
         A bad file, or one that validates but cannot be built (a missing password file, a
-        GPIO line in use), is refused and said; the bell is rebuilt only when its own section
-        changed, and then keeps a running alarm (outputs, lockout) across the swap.
+        new bell input that is missing or busy), is refused and said.  The bell is rebuilt
+        only when its own section changed, then keeps a running alarm (outputs, lockout)
+        across the swap; a new input device is opened before the old bell is stopped, the
+        same device passes over at the swap (:func:`agent.reload.open_bell_input`).
         """
         self.notifier.reloading()
         try:
@@ -394,14 +405,19 @@ class Runner:
             outbox.packet_limit = self._packet_limit
         new = Stages(link=old.link, outbox=outbox, bell=old.bell, vision=old.vision)
         new.commands = old.commands
-        if "link" in todo.rebuild:
-            new.link = self._build_link(cfg)
-        if "commands" in todo.rebuild:
-            new.commands = self._build_commands(cfg, outbox)
-        if "vision" in todo.rebuild:
-            new.vision = self._build_vision(cfg, outbox, old.vision)
-        if "bell" in todo.rebuild:
+        if "bell" in todo.rebuild:  # first: a new input that cannot be opened costs nothing else
             new.bell = self._build_bell(cfg, outbox)
+            open_bell_input(self.cfg.bell, new.bell)  # raises, the new bell discarded
+        try:
+            if "link" in todo.rebuild:
+                new.link = self._build_link(cfg)
+            if "commands" in todo.rebuild:
+                new.commands = self._build_commands(cfg, outbox)
+            if "vision" in todo.rebuild:
+                new.vision = self._build_vision(cfg, outbox, old.vision)
+        except Exception:
+            discard_bell(new.bell, old.bell)
+            raise
         return new
 
     def _swap(self, new: Stages, todo: Plan) -> None:
@@ -412,29 +428,9 @@ class Runner:
         self._attach(new)
         for name in ("commands", "link", "vision"):
             if name in todo.rebuild:
-                self._replace(name, getattr(old, name), getattr(new, name))
+                replace_stage(name, getattr(old, name), getattr(new, name))
         if "bell" in todo.rebuild:
-            self._replace_bell(old.bell, new.bell)
-
-    def _replace(self, name: str, before: Any, after: Any) -> None:
-        if before is not None:
-            try:
-                before.stop(3.0)
-            except Exception:
-                log.exception("reload: the old %s did not stop cleanly", name)
-        if after is not None:
-            after.start()
-
-    def _replace_bell(self, before: Service | None, after: Service | None) -> None:
-        from agent.bell.service import BellService
-
-        handed = before.handover(3.0) if isinstance(before, BellService) else None
-        if handed is not None and isinstance(after, BellService):
-            after.adopt(handed)
-        elif before is not None and handed is None:
-            before.stop(3.0)
-        if after is not None:
-            after.start()
+            replace_bell(old.bell, new.bell)
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +16,11 @@ import yaml
 
 from agent.config import AgentConfig, load_mapping
 from agent.dev.broker import LocalBroker
-from agent.reload import plan, secret_digests
+from agent.reload import open_bell_input, plan, secret_digests
 from tests.agentproc import AgentProcess, write_site
+from tests.bell.modbus_module import SimModule
 from tests.centre.observer import Centre, Received
+from tests.control.unit import TOPICS, Unit
 
 DEVICE = {"id": "r-1", "site": "s", "pole": "1", "latitude": 37.5, "longitude": 127.0}
 
@@ -188,3 +193,155 @@ def test_a_reloaded_vision_carries_on_numbering_tracks(
         assert min(new) > before + 1  # the handed-over ids leave a gap, never a reuse
     finally:
         assert agent.stop() == 0
+
+
+def _modbus(port: str, **more: Any) -> dict[str, Any]:
+    modbus = {"port": port, "poll_ms": 20, **more}
+    return {"backend": "modbus", "modbus": modbus, "outputs": {"backend": "simulator"}}
+
+
+@pytest.fixture
+def modules() -> Iterator[tuple[SimModule, SimModule]]:
+    """Two simulated Modbus modules, each on its own real pty."""
+    a, b = SimModule(unit=1), SimModule(unit=1)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def _press(unit: Unit, module: SimModule) -> None:
+    """A press on the module's contact, seen by the centre as a ``pressed`` bell event."""
+    since = time.monotonic()
+    module.inputs[0] = True
+    try:
+        unit.wait_bell("pressed", since)
+    finally:
+        module.inputs[0] = False
+    unit.wait_bell("released", since)
+
+
+def _reload_faults(unit: Unit, count: int) -> list[dict[str, Any]]:
+    def match(m: Received) -> bool:
+        return m.topic == TOPICS.event("system") and m.json()["what"] == "reload"
+
+    events: list[dict[str, Any]] = [m.json() for m in unit.centre.wait_for(match, count=count)]
+    return events
+
+
+def test_a_reload_to_a_bell_input_that_cannot_be_opened_keeps_the_running_bell(
+    tmp_path: Path, modules: tuple[SimModule, SimModule]
+) -> None:
+    """The new serial port is missing, then held exclusively: the reload is refused with the
+    port and the reason, and the running bell keeps polling its own module (no blind gap)."""
+    module, other = modules
+    unit = Unit(tmp_path, site={"bell": _modbus(module.path)})
+    held = -1
+    try:
+        unit.agent.wait_for_output("watching the modbus input")
+        _press(unit, module)
+        # 1. A port that does not exist: the command answers why, the agent does not reload.
+        missing = str(tmp_path / "ttyUSB-gone")
+        unit.write_site({**unit.config, "bell": _modbus(missing)})
+        res = unit.send("reload")
+        assert res.res == "rejected", res
+        assert res.why is not None
+        assert missing in res.why
+        assert "the running config and bell stay" in res.why
+        # 2. The same file by SIGHUP (no one to answer): the log and a reload fault say why.
+        unit.agent.signal(signal.SIGHUP)
+        unit.agent.wait_for_output("reload refused")
+        (fault,) = _reload_faults(unit, 1)
+        assert (fault["ev"], fault["what"]) == ("fault", "reload")
+        assert missing in fault["why"]
+        assert module.path in fault["why"]  # the input the running bell keeps watching
+        _press(unit, module)  # the old bell still watches its module
+        # 3. A port another process holds exclusively (pyserial's exclusive open: flock).
+        held = os.open(other.path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        unit.write_site({**unit.config, "bell": _modbus(other.path)})
+        res = unit.send("reload")
+        assert res.res == "rejected", res
+        assert res.why is not None
+        assert other.path in res.why
+        assert "lock" in res.why
+        unit.agent.signal(signal.SIGHUP)
+        fault = _reload_faults(unit, 2)[-1]
+        assert fault["ev"] == "fault"
+        assert other.path in fault["why"]
+        _press(unit, module)
+        assert not unit.bell_events("comm_fault")
+        assert unit.proc.poll() is None
+        # 4. Once the port is free, the same file applies and the new bell watches it.
+        os.close(held)
+        held = -1
+        unit.agent.signal(signal.SIGHUP)
+        applied = _reload_faults(unit, 3)[-1]
+        assert applied["ev"] == "notice", applied
+        _press(unit, other)
+        # 5. Other settings of the same port: not opened twice (it is opened exclusively).
+        unit.write_site({**unit.config, "bell": _modbus(other.path, timeout_ms=150)})
+        unit.agent.signal(signal.SIGHUP)
+        applied = _reload_faults(unit, 4)[-1]
+        assert applied["ev"] == "notice", applied
+        _press(unit, other)
+        assert not unit.bell_events("comm_fault")
+    finally:
+        if held >= 0:
+            os.close(held)
+        unit.close()
+
+
+def test_a_new_bell_input_that_cannot_be_opened_is_closed_again(tmp_path: Path) -> None:
+    """The refused bell leaves nothing open: its waker pipe and its port are closed."""
+    from agent.bell.service import BellService
+    from agent.events import EventStamper, Topics
+    from agent.outbox import Outbox
+    from agent.spool import Spool
+
+    old = cfg(bell=_modbus(str(tmp_path / "ttyA")))
+    new = cfg(bell=_modbus(str(tmp_path / "ttyB")))
+    spool = Spool(tmp_path / "spool.db")
+    try:
+        outbox = Outbox(spool, Topics("pole", "s", "r-1"), EventStamper("r-1"))
+        bell = BellService(new.bell, new.device, outbox)
+        fds = set(os.listdir("/proc/self/fd"))
+        with pytest.raises(Exception, match="ttyB"):
+            open_bell_input(old.bell, bell)
+        assert bell.waker.fileno() == -1
+        assert set(os.listdir("/proc/self/fd")) <= fds
+    finally:
+        spool.close()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "opened_first"),
+    [
+        ({"gpiod": {"chip": "pinctrl-bcm2711", "button": "BELL"}}, {"button": "BELL2"}, True),
+        # A chip's label and its /dev path may be one chip: the same line is the same device.
+        (
+            {"gpiod": {"chip": "pinctrl-bcm2711", "button": "BELL"}},
+            {"chip": "/dev/gpiochip0"},
+            False,
+        ),
+        # A line the old bell holds (here its door contact) cannot be requested twice.
+        ({"gpiod": {"chip": "c", "button": "BELL", "tamper": "DOOR"}}, {"button": "DOOR"}, False),
+    ],
+)
+def test_which_new_gpio_inputs_are_opened_before_the_handover(
+    old: dict[str, Any], new: dict[str, Any], opened_first: bool
+) -> None:
+    from agent.reload import moves_input
+
+    bell = {"backend": "gpiod", "outputs": {"backend": "none"}, **old}
+    before = cfg(bell=bell).bell
+    after = cfg(bell={**bell, "gpiod": {**old["gpiod"], **new}}).bell
+    assert moves_input(before, after) is opened_first
+
+
+def test_a_serial_port_by_another_name_is_the_same_port(tmp_path: Path) -> None:
+    from agent.reload import moves_input
+
+    (tmp_path / "by-id").symlink_to("/dev/ttyUSB0")
+    before = cfg(bell=_modbus("/dev/ttyUSB0")).bell
+    assert not moves_input(before, cfg(bell=_modbus(str(tmp_path / "by-id"))).bell)
+    assert moves_input(before, cfg(bell=_modbus("/dev/ttyUSB1")).bell)

@@ -29,6 +29,8 @@ __all__ = [
     "Reading",
     "Sample",
     "Waker",
+    "held_devices",
+    "input_devices",
     "logical",
     "make_backend",
 ]
@@ -129,3 +131,30 @@ def make_backend(cfg: BellConfig, waker: Waker) -> InputBackend:
     from agent.bell.hw.simulator import SimulatorBackend
 
     return SimulatorBackend(cfg, waker)
+
+
+def input_devices(cfg: BellConfig) -> frozenset[str]:
+    """What the configured input holds open, named so that two configs compare.
+
+    A serial port by its real path (a ``/dev/serial/by-id`` link and its ``/dev/ttyUSB0``
+    are one port), a GPIO line by its name alone (a chip's label and its ``/dev`` path may
+    be one chip), the simulator by its socket's real path.
+    """
+    if cfg.backend == "modbus" and cfg.modbus is not None:
+        return frozenset({f"serial:{os.path.realpath(cfg.modbus.port)}"})
+    if cfg.backend == "gpiod" and cfg.gpiod is not None:
+        g = cfg.gpiod
+        return frozenset(f"gpio:{line}" for line in (g.button, g.tamper, g.power_fail) if line)
+    return frozenset({f"socket:{os.path.realpath(cfg.simulator.socket)}"})
+
+
+def held_devices(cfg: BellConfig) -> frozenset[str]:
+    """What a bell of this config holds open: its input's devices and its outputs'."""
+    out = cfg.outputs
+    names = [n for n in (out.strobe, out.siren) if n is not None]
+    held = set(input_devices(cfg))
+    if out.backend == "gpiod":
+        held |= {f"gpio:{name}" for name in names}
+    elif out.backend == "modbus" and cfg.modbus is not None:
+        held.add(f"serial:{os.path.realpath(cfg.modbus.port)}")
+    return frozenset(held)

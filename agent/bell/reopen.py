@@ -85,6 +85,12 @@ class Device:
         self.error = None
         return CommChange(True, now, f"opened after {self.attempts} attempts", self.link)
 
+    def open_now(self) -> None:
+        """Open at once or raise: a reload tries a new device before the handover."""
+        self.attempts += 1
+        self.opener()
+        self.is_open = True
+
     def lost(self, exc: BaseException) -> CommChange | None:
         """The open device failed in use (not an ordinary poll failure): reopen with backoff."""
         self.is_open = False

@@ -161,6 +161,24 @@ class BellService(Worker):
             self.panel.machine.lockout_until = t + h.lockout_left_s
         self.last_activation = h.last_activation
 
+    def open_input(self) -> None:
+        """Open the input now, before :meth:`start` (which then finds it open).
+
+        A reload calls it while the old bell still watches its own device; it raises
+        (BellInputError for a missing or busy device) with the input closed again.
+        """
+        try:
+            self.input_dev.open_now()
+        except Exception:
+            self._close_quietly(self.backend)
+            raise
+
+    def discard(self) -> None:
+        """Release what a service that never started holds (a refused reload's bell)."""
+        self._close_quietly(self.backend)
+        self._close_quietly(self.outputs)
+        self.waker.close()
+
     def threads(self) -> list[threading.Thread]:
         """The bell thread, its reporter and the camera preset helper when configured."""
         helpers = self.preset.threads() if self.preset is not None else []

@@ -2,7 +2,8 @@
 
 Handlers run on the ``commands`` thread.  Stages are asked, never waited on: the bell's
 methods only queue work for the bell thread, and a snapshot is published later on its
-own topic, so every handler returns at once.
+own topic, so every handler returns at once (``reload`` opens a new bell input and closes
+it again, which does not block: it says at once whether the device can be had).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from agent import __version__
 from agent.config import AgentConfig, ConfigError, config_hash, load, redacted
 from agent.control.lookout import LookoutArgs, LookoutCancelArgs
 from agent.control.registry import Args, CommandSpec, Context, NoArgs, Outcome, Request
+from agent.reload import probe_bell_input
 
 __all__ = ["COMMANDS"]
 
@@ -68,6 +70,11 @@ def reload(ctx: Context, _args: NoArgs) -> Outcome:
     old: AgentConfig = runner.cfg
     if new.spool != old.spool or new.device.id != old.device.id:
         return Outcome.rejected("spool or device id changed: restart the service to apply")
+    why = probe_bell_input(old, new)  # a new bell input is tried (opened, closed) right now
+    if why is not None:
+        return Outcome.rejected(
+            f"the new bell input cannot be opened; the running config and bell stay: {why}"
+        )
     changed = config_hash(new) != runner.cfg_hash
     data = {"cfg": config_hash(new), "changed": changed}
     # The result goes to the spool first: the reload stops this very service.
