@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +53,15 @@ def write_site(
 
 
 class AgentProcess:
-    def __init__(self, site: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, site: Path, env: dict[str, str] | None = None, *, prefix: Sequence[str] = ()
+    ) -> None:
+        """``prefix``: argv the agent runs under (``unshare``, ``runuser``...)."""
         self.site = site
         self.log = site.parent / f"agent-{int(time.time() * 1000)}.log"
         self._out = self.log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "run", str(site)],
+            [*prefix, sys.executable, "-m", "agent", "run", str(site)],
             stdout=self._out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
