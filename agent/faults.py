@@ -95,10 +95,10 @@ class FaultWatch:
 
     def _say_dead(self, note: DeadNote) -> None:
         # Small on purpose (no payload, topic and reason cut): it must never be poison itself.
-        what = f"{note.event['k']} event" if "k" in note.event else "message"
+        kind = f"{note.event['k']} event, " if "k" in note.event else ""
         why = (
-            f"set aside a {what} on {note.topic[:200]} ({note.size} bytes): {note.reason[:150]};"
-            f" {note.kept}"
+            f"set aside a message on {note.topic[:200]} ({kind}{note.size} bytes):"
+            f" {note.reason[:150]}; {note.kept}"
         )
         data: dict[str, Any] = {
             "dead": {"topic": note.topic[:200], "pri": note.priority, "bytes": note.size,

@@ -56,7 +56,7 @@ def test_a_row_set_aside_is_one_small_notice_naming_it_and_its_seq(tmp_path: Pat
     watch.check()
     (notice,) = _notices(spool, topics)
     assert (notice["ev"], notice["what"], notice["pri"]) == ("notice", "spool", Priority.ALARM)
-    assert "object event on pole/s/d/event/object" in str(notice["why"])
+    assert "message on pole/s/d/event/object (object event, " in str(notice["why"])
     assert reason in str(notice["why"])
     data = notice["data"]
     assert isinstance(data, dict)
