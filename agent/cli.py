@@ -28,6 +28,7 @@ CLI_MODULES = (
     "agent.detect.cli",
     "agent.bell.cli",
     "agent.technician.cli",
+    "agent.spool.cli",
     "agent.model.cli",
     "agent.lookout.cli",
     "agent.centre.lookout.cli",

@@ -16,11 +16,14 @@ from typing import Any
 from agent import logs
 from agent.outbox import Outbox
 from agent.spool import Spool
+from agent.spool.dead import DeadNote
 
 __all__ = ["FaultWatch"]
 
 EVICTED_EVERY_S = 10.0
 MAX_RANGES = 200  # an event stays small; the centre's reorder window covers any rest
+DEAD_NOTICES = 10  # set-aside rows said one by one per DEAD_WINDOW_S; the rest in one sum
+DEAD_WINDOW_S = 60.0
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,9 @@ class FaultWatch:
         self._log_dropped = 0
         self._evicted: list[int] = []  # seqs of this boot dropped by the spool, not yet said
         self._evicted_said = 0.0
+        self._dead_window = -DEAD_WINDOW_S  # start of the current notice window (monotonic)
+        self._dead_said = 0  # notices said in it
+        self._dead_unsaid = 0  # rows set aside and not said one by one
 
     def say(self, ev: str, what: str, why: str, data: dict[str, Any] | None = None) -> None:
         """Send one system event (and log it)."""
@@ -66,8 +72,50 @@ class FaultWatch:
         why = f"the spool dropped {n} event(s) to make room or at their time to live"
         self.say("notice", "spool", why, {"dropped": [list(r) for r in ranges[:MAX_RANGES]]})
 
+    def _check_dead(self, now: float) -> None:
+        # One notice per set-aside row, at most DEAD_NOTICES a minute; the rest are summed up
+        # in one notice when the next window opens (the heartbeat's spool.dead counts them).
+        notes, missed = self.spool.take_dead()
+        self._dead_unsaid += missed
+        if now - self._dead_window >= DEAD_WINDOW_S:
+            self._dead_window, self._dead_said = now, 0
+        for note in notes:
+            if note.own_notice:  # such a notice set aside: saying it again could loop
+                continue
+            if self._dead_said < DEAD_NOTICES:
+                self._dead_said += 1
+                self._say_dead(note)
+            else:
+                self._dead_unsaid += 1
+        if self._dead_unsaid and self._dead_said < DEAD_NOTICES:
+            self._dead_said += 1
+            n, self._dead_unsaid = self._dead_unsaid, 0
+            why = f"set aside {n} more message(s) the broker will never take (not said one by one)"
+            self.say("notice", "spool", why, {"dead_unsaid": n})
+
+    def _say_dead(self, note: DeadNote) -> None:
+        # Small on purpose (no payload, topic and reason cut): it must never be poison itself.
+        kind = f"{note.event['k']} event, " if "k" in note.event else ""
+        why = (
+            f"set aside a message on {note.topic[:200]} ({kind}{note.size} bytes):"
+            f" {note.reason[:150]}; {note.kept}"
+        )
+        data: dict[str, Any] = {
+            "dead": {"topic": note.topic[:200], "pri": note.priority, "bytes": note.size,
+                     "reason": note.reason[:200], "kept": note.kept, "row": note.row_id},
+        }  # fmt: skip
+        if "id" in note.event:
+            data["dead"]["event"] = note.event["id"]
+        out = self._outbox()
+        seq = note.event.get("seq")
+        if out is not None and note.event.get("boot") == out.stamper.boot_id and seq:
+            data["dropped"] = [[seq, seq]]  # the centre counts it lost at once, not late
+        self.say("notice", "spool", why, data)
+
     def _check_spool(self) -> None:
-        self._check_evicted(time.monotonic())
+        now = time.monotonic()
+        self._check_evicted(now)
+        self._check_dead(now)
         report = self.spool.take_salvage_report()
         if report is not None:
             ev = "fault" if report.lost else "notice"

@@ -119,7 +119,15 @@ class Runner:
         status = StatusInfo(cfg.device, self.stamper.boot_id, __version__, config_hash(cfg))
         # Commands go through the runner, so that a reload may replace the command service
         # without touching the link, and the other way round.
-        return Link(cfg.mqtt, self.spool, self._topics(cfg), status, on_command=self._command)
+        # A row the broker will never take goes to the spool's dead table (FaultWatch says so).
+        return Link(
+            cfg.mqtt,
+            self.spool,
+            self._topics(cfg),
+            status,
+            on_command=self._command,
+            dead_letter=self.spool.set_aside,
+        )
 
     def _build_bell(self, cfg: AgentConfig, outbox: Outbox) -> Service | None:
         if not cfg.bell.enabled:

@@ -91,3 +91,28 @@ def test_help_lists_commands() -> None:
     proc = cli("--help")
     for word in ("run", "config", "assets", "monitor", "contract", "demo"):
         assert word in proc.stdout
+
+
+def test_spool_dead_lists_the_set_aside_rows_read_only(tmp_path: Path) -> None:
+    from agent.events import Priority
+    from agent.spool import Spool
+
+    path = tmp_path / "spool.db"
+    spool = Spool(path)
+    spool.put("pole/s/d/snapshot/e1", b"\xff" * 300, Priority.MEDIA)
+    spool.set_aside(spool.next_batch(1)[0], "too_large: 300 bytes, the broker takes at most 200")
+    spool.close()
+    before = path.read_bytes()
+    proc = cli("spool", "dead", "--file", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert "1 message(s) set aside, 0 older ones dropped" in proc.stdout
+    assert "media  pole/s/d/snapshot/e1  300 bytes" in proc.stdout
+    assert "too_large: 300 bytes, the broker takes at most 200" in proc.stdout
+    assert path.read_bytes() == before  # opened read-only
+
+
+def test_spool_dead_on_a_missing_file_is_one_clear_line(tmp_path: Path) -> None:
+    proc = cli("spool", "dead", "--file", str(tmp_path / "nope.db"))
+    assert proc.returncode == 2
+    assert "nope.db does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -35,3 +35,64 @@ def test_evicted_object_events_are_reported_as_seq_ranges(tmp_path: Path) -> Non
     watch.check()  # said once
     assert len([r for r in spool.next_batch(1000) if r.topic == topics.event("system")]) == 1
     spool.close()
+
+
+def _notices(spool: Spool, topics: Topics) -> list[dict[str, object]]:
+    rows = [r for r in spool.next_batch(10_000) if r.topic == topics.event("system")]
+    return [json.loads(r.payload) for r in rows]
+
+
+def test_a_row_set_aside_is_one_small_notice_naming_it_and_its_seq(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    topics = Topics("pole", "s", "d")
+    stamper = EventStamper("d")
+    outbox = Outbox(spool, topics, stamper)
+    watch = FaultWatch(lambda: outbox, spool)
+    ev = stamper.object(ev="update", cam="c1", tid=1, cls="person", sc=0.9, box=[0, 0, 1, 1])
+    body = encode(ev)[:-1] + b',"pad":"' + b"x" * 200_000 + b'"}'
+    spool.put(topics.event("object"), body, Priority.OBJECT)
+    reason = "too_large: 200212 bytes, the broker takes at most 131072"
+    spool.set_aside(spool.next_batch(1)[0], reason)
+    watch.check()
+    (notice,) = _notices(spool, topics)
+    assert (notice["ev"], notice["what"], notice["pri"]) == ("notice", "spool", Priority.ALARM)
+    assert "message on pole/s/d/event/object (object event, " in str(notice["why"])
+    assert reason in str(notice["why"])
+    data = notice["data"]
+    assert isinstance(data, dict)
+    assert data["dead"]["event"] == ev.id
+    assert data["dead"]["kept"] == "kept"
+    assert data["dropped"] == [[ev.seq, ev.seq]]  # the centre counts it lost at once
+    assert (
+        len(encode(stamper.system(**{k: notice[k] for k in ("ev", "what", "why", "data")}))) < 1000
+    )
+    watch.check()  # said once
+    assert len(_notices(spool, topics)) == 1
+    spool.close()
+
+
+def test_set_aside_notices_are_rate_limited_and_summed_up(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    topics = Topics("pole", "s", "d")
+    outbox = Outbox(spool, topics, EventStamper("d"))
+    watch = FaultWatch(lambda: outbox, spool)
+    for i in range(25):
+        spool.put(f"pole/s/d/snapshot/{i}", b"\xff" * 10, Priority.MEDIA)
+    for row in spool.next_batch(25):
+        spool.set_aside(row, "broker_drops: the connection dropped 3 times")
+    watch.check()
+    said = _notices(spool, topics)
+    assert len(said) == 10  # DEAD_NOTICES a minute; the other 15 wait for the next window
+    assert all("set aside a message on pole/s/d/snapshot/" in str(n["why"]) for n in said)
+    watch._dead_window -= 61.0  # the next minute
+    watch.check()
+    said = _notices(spool, topics)
+    assert len(said) == 11
+    assert said[-1]["data"] == {"dead_unsaid": 15}
+    # A notice about a set-aside row that is itself set aside is not said again (no loop).
+    own = next(r for r in spool.next_batch(100) if r.topic == topics.event("system"))
+    spool.set_aside(own, "too_large")
+    watch._dead_window -= 61.0
+    watch.check()
+    assert len(_notices(spool, topics)) == 10
+    spool.close()

@@ -13,6 +13,9 @@
   are still sent, the rest is refused, the disk is retried (:mod:`agent.spool.core`).
 * A damaged file is salvaged at open: readable rows are kept, alarms first, the rest is
   counted as lost (:mod:`agent.spool.salvage`).
+* A row the broker will never take is moved by ``set_aside`` to a bounded dead-letter
+  table in the same file, for a technician (:mod:`agent.spool.dead`, ``pole-agent spool
+  dead``).
 
 One connection, one lock: SQLite serialises writers anyway, and a lock held for one
 commit (one fsync) is the bound on how long the bell thread can wait here.

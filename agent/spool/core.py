@@ -27,6 +27,7 @@ from typing import Any
 from agent.errors import SpoolError
 from agent.events import Priority
 from agent.logs import Throttle
+from agent.spool.dead import DeadLetters, DeadNote
 from agent.spool.disk import Disk
 from agent.spool.memory import MemoryQueue
 from agent.spool.rows import DamagedError, Now, Row, SpoolRow, fault_kind, kernel_boot_id, prepare
@@ -76,6 +77,7 @@ class Spool:
         self._mem = MemoryQueue(mem_rows)
         self._acked: set[int] = set()  # file rows the broker has, not yet deleted
         self._moved: dict[int, int] = {}  # memory id -> file id, from the last move to disk
+        self._dead = DeadLetters()
         self.refused: dict[int, int] = {int(p): 0 for p in Priority}
         self.state = "ok"
         self.last_error: str | None = None
@@ -182,6 +184,7 @@ class Spool:
         self._log.reset("degraded")
         if self._acked:
             self._delete([])
+        self._move_dead()
 
     def recover(self) -> bool:
         """Retry the disk if degraded and the retry timer is due; True when healthy.
@@ -295,6 +298,55 @@ class Spool:
             if len(self._acked) < ACKED_LIMIT:
                 self._acked.add(i)
 
+    # ------------------------------------------------------------------ dead letters
+    def set_aside(self, row: SpoolRow, reason: str) -> None:
+        """The link's dead-letter hook: a row the broker will never take leaves the queue for
+        the dead table (one transaction). Never raises.
+
+        A row held only in memory (degraded, negative id) cannot be written: it is dropped
+        and counted (``dead_dropped``).  While the disk refuses writes the move waits and the
+        row is not handed out; it is made once the disk takes writes again.
+        """
+        with self._lock:
+            rowid = self._moved.pop(row.id, row.id)
+            if rowid < 0:
+                self._mem.ack([rowid])
+                self._dead.unkept += 1
+                kept = "not kept: held in memory while the disk refuses writes"
+            elif self._dead.wait(rowid, reason, self._now().wall_ms):
+                kept = self._move_dead().get(rowid, "pending")
+            else:
+                kept = "pending"  # past the bound: still queued, the link skips it
+            note = DeadNote.of(
+                rowid, row.topic, int(row.priority), row.payload, reason=reason, kept=kept
+            )
+            self._dead.note(note)
+
+    def _move_dead(self) -> dict[int, str]:
+        """Make the waiting moves while the disk takes writes; what became of each."""
+        done: dict[int, str] = {}
+        if self.state != "ok" or self._disk is None:
+            return done
+        for rowid, (reason, when) in list(self._dead.pending.items()):
+            try:
+                try:
+                    done[rowid] = "kept" if self._disk.set_aside(rowid, reason, when) else "gone"
+                except sqlite3.OperationalError as exc:
+                    if fault_kind(exc) != "full":
+                        raise
+                    self._disk.drop_unkept(rowid)  # no room to copy it: at least unblock
+                    done[rowid] = "not kept: the file system is full"
+            except (sqlite3.Error, OSError) as exc:
+                self._failed(exc, "set aside")
+                break
+            del self._dead.pending[rowid]
+        return done
+
+    def take_dead(self) -> tuple[list[DeadNote], int]:
+        """The rows set aside since the last call (for notices), and how many more there were."""
+        with self._lock:
+            return self._dead.take()
+
     def purge_expired(self) -> int:
         """Delete telemetry past its time to live; returns how many (0 while degraded)."""
         with self._lock:
@@ -320,7 +372,9 @@ class Spool:
             rows: list[SpoolRow] = []
             if self._disk is not None and len(self._acked) < ACKED_LIMIT:
                 try:
-                    rows = self._disk.select(limit, skip | self._acked, self._now())
+                    rows = self._disk.select(
+                        limit, skip | self._acked | set(self._dead.pending), self._now()
+                    )
                 except (sqlite3.Error, OSError) as exc:
                     self._failed(exc, "read")
             held = self._mem.rows(skip, limit)
@@ -358,6 +412,8 @@ class Spool:
                 "refused": named(self.refused),
                 "overflow": self._mem.overflow,
                 "coalesced": (disk.coalesced if disk else 0) + self._mem.coalesced,
+                "dead": (disk.dead_rows if disk else 0) + len(self._dead.pending),
+                "dead_dropped": (disk.dead_dropped if disk else 0) + self._dead.unkept,
                 "error": self.last_error,
             }
             out.update({k: v for k, v in extra.items() if v})

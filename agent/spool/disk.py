@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from agent.events import Priority
 from agent.logs import Throttle
+from agent.spool import dead
 from agent.spool.rows import EXPIRED, LIVE, Now, Row, SpoolRow, fault_kind
 
 __all__ = ["BALLAST_BYTES", "Disk"]
@@ -49,6 +50,7 @@ class Disk:
         # that these seqs are gone for good (and not merely late); taken by Spool.take_evicted.
         self.evicted: list[tuple[str, int]] = []
         self.coalesced = 0
+        self.dead_rows = self.dead_bytes = self.dead_dropped = 0  # the dead-letter table
         self.disk_full = False
         self.full_episodes = 0
         self._full_log = Throttle(60.0)  # a full disk must not flood the journal
@@ -116,6 +118,44 @@ class Disk:
                 self._delete_counted(found)
         finally:
             self.db.execute("PRAGMA synchronous=FULL")
+
+    def set_aside(self, row_id: int, reason: str, now_ms: int) -> bool:
+        """Move a row the broker will never take into the dead table, in one transaction;
+        False when the row is no longer queued."""
+        # Like an ack, no fsync: lost to a crash, the row is still queued and set aside again.
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            return self._write(lambda: self._move_dead(row_id, reason, now_ms))
+        finally:
+            self.db.execute("PRAGMA synchronous=FULL")
+
+    def _move_dead(self, row_id: int, reason: str, now_ms: int) -> bool:
+        found = self.db.execute(
+            "SELECT id, pri, LENGTH(payload) FROM outbox WHERE id = ?", (row_id,)
+        ).fetchall()
+        if not found or not dead.move(self.db, row_id, reason, now_ms):
+            return False
+        self._delete_counted(found)
+        dropped = dead.trim(self.db, dead.MAX_DEAD_ROWS, dead.MAX_DEAD_BYTES)
+        if dropped:
+            self.dead_dropped += dropped
+            self._set_counter(dead.DROPPED, self.dead_dropped)
+        self.dead_rows, self.dead_bytes = dead.count(self.db)
+        return True
+
+    def drop_unkept(self, row_id: int) -> bool:
+        """Delete a row that cannot be kept in the dead table (no room), counted as dropped."""
+
+        def drop() -> bool:
+            found = self.db.execute(
+                "SELECT id, pri, LENGTH(payload) FROM outbox WHERE id = ?", (row_id,)
+            ).fetchall()
+            self._delete_counted(found)
+            self.dead_dropped += 1
+            self._set_counter(dead.DROPPED, self.dead_dropped)
+            return bool(found)
+
+        return self._write(drop)
 
     def purge(self, now: Now) -> int:
         """Delete telemetry past its time to live; returns how many."""
@@ -242,6 +282,9 @@ class Disk:
         for name, value in self.db.execute("SELECT name, value FROM counters"):
             if name.startswith("dropped."):
                 self.dropped[int(name.split(".")[1])] = value
+            elif name == dead.DROPPED:
+                self.dead_dropped = value
+        self.dead_rows, self.dead_bytes = dead.count(self.db)
         for p in self.rows:
             self.rows[p], self.bytes[p] = 0, 0
         for pri, n, size in self.db.execute(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.events import Priority
+from agent.spool.dead import DEAD_SCHEMA
 
 __all__ = [
     "EXPIRED",
@@ -120,9 +121,10 @@ def connect(path: Path, timeout_s: float) -> sqlite3.Connection:
 
 
 def prepare(db: sqlite3.Connection) -> None:
-    """Create the schema, or bring an older file's up to date (adds ``boot`` and ``mono``)."""
+    """Create the schema, or bring an older file's up to date (adds ``boot`` and ``mono``,
+    and the ``dead`` table), keeping every row."""
     have = {r[1] for r in db.execute("PRAGMA table_info(outbox)")}
     if have and "boot" not in have:
         db.execute("ALTER TABLE outbox ADD COLUMN boot TEXT")
         db.execute("ALTER TABLE outbox ADD COLUMN mono INTEGER")
-    db.executescript(SCHEMA)
+    db.executescript(SCHEMA + DEAD_SCHEMA)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +17,9 @@ from agent.dev.broker import LocalBroker
 from agent.events import Priority, StatusMessage
 from agent.mqtt.poison import publish_size
 from agent.spool import Spool, SpoolRow
-from tests.centre.observer import Centre
+from agent.spool.dead import read_dead
+from tests.agentproc import ROOT, AgentProcess, write_site
+from tests.centre.observer import Centre, Received
 from tests.mqtt.test_link import (
     STATUS,
     TOPICS,
@@ -25,6 +32,8 @@ from tests.mqtt.test_link import (
 )
 
 MAX_PACKET = 128 * 1024
+# A spool file written before the dead table existed (tests/spool/test_dead.py).
+BEFORE = ROOT / "tests" / "spool" / "data" / "spool-before-dead.db"
 
 
 # --------------------------------------------------------------------------- poison rows
@@ -40,7 +49,7 @@ def test_a_row_larger_than_the_broker_takes_is_set_aside_and_the_rest_flows(
 
         def dead_letter(row: SpoolRow, reason: str) -> None:
             aside.append((row, reason))
-            spools[0].ack_many([row.id])  # the spool owner's dead-letter table goes here
+            spools[0].set_aside(row, reason)  # what the runner wires: the dead table
 
         hook = {"dead_letter": dead_letter} if protocol == "5" else {}  # 3.1.1: the default
         agent = Agent(tmp_path / "s.db", cfg_for(broker.port, protocol=protocol), **hook)
@@ -68,6 +77,8 @@ def test_a_row_larger_than_the_broker_takes_is_set_aside_and_the_rest_flows(
             ((row, reason),) = aside
             assert row.id == big
             assert reason.startswith("too_large")
+            dead, _ = read_dead(tmp_path / "s.db")
+            assert [(d.row_id, d.size, d.reason) for d in dead] == [(big, 150_000, reason)]
         else:
             # 3.1.1 states no limit: the broker dropped us; three strikes set it aside.
             assert facts["max_packet"] is None
@@ -75,6 +86,64 @@ def test_a_row_larger_than_the_broker_takes_is_set_aside_and_the_rest_flows(
     finally:
         centre.close()
         broker.stop()
+
+
+def test_the_agent_sets_a_too_large_row_aside_in_its_dead_table_and_says_so(
+    tmp_path: Path,
+) -> None:
+    """The real agent on a spool file from before the dead table, a broker taking 128 KiB."""
+    broker = LocalBroker(tmp_path / "b", extra=[f"max_packet_size {MAX_PACKET}"]).start()
+    centre = Centre(broker.port)
+    folder = tmp_path / "unit"
+    site = write_site(folder, broker.port)
+    spool = folder / "spool.db"
+    shutil.copy(BEFORE, spool)  # alarms 1 3 5 7, objects 2 4 6, a snapshot 8
+    topic = "pole/test-site/test-0001/event/object"
+    big = b'{"v":1,"id":"old-9-aaaaaa","boot":"old","seq":9,"k":"object","pad":"%s"}' % (
+        b"x" * 200_000
+    )
+    with sqlite3.connect(spool) as db:  # queued behind the objects, before the later ones
+        for body in [big, *(b'{"later":%d}' % i for i in range(5))]:
+            db.execute(
+                "INSERT INTO outbox (pri, topic, payload, created) VALUES (?, ?, ?, ?)",
+                (int(Priority.OBJECT), topic, body, 1_760_000_000_000),
+            )
+    agent = AgentProcess(site)
+    try:
+        objects = centre.wait_for(lambda m: m.topic == topic, count=8, timeout=30)
+        assert [m.payload for m in objects][3:] == [b'{"later":%d}' % i for i in range(5)]
+        assert all(len(m.payload) < 1000 for m in objects)
+
+        def body(m: Received) -> dict[str, Any]:
+            data: dict[str, Any] = json.loads(m.payload)
+            return data
+
+        notice = centre.wait_for(
+            lambda m: m.topic.endswith("/event/system") and "dead" in body(m).get("data", {})
+        )[0]
+        assert (body(notice)["ev"], body(notice)["what"]) == ("notice", "spool")
+        assert topic in body(notice)["why"]
+        assert f"at most {MAX_PACKET}" in body(notice)["why"]
+        assert body(notice)["data"]["dead"]["event"] == "old-9-aaaaaa"
+        beat = centre.wait_for(
+            lambda m: m.topic.endswith("/heartbeat") and body(m)["spool"].get("dead") == 1
+        )[0]
+        assert body(beat)["link"]["dead"] == 1
+        assert body(beat)["link"]["reconnects"] == 0
+        # The technician's view, next to the running agent (read-only).
+        listing = subprocess.run(
+            [sys.executable, "-m", "agent", "spool", "dead", str(site), "--json"],
+            capture_output=True, text=True, check=True, cwd=ROOT,
+        )  # fmt: skip
+        (row,) = json.loads(listing.stdout)["dead"]
+        assert (row["row"], row["topic"], row["bytes"]) == (9, topic, len(big))
+        assert row["reason"].startswith("too_large")
+        assert agent.proc.poll() is None
+    finally:
+        assert agent.stop() == 0
+        centre.close()
+        broker.stop()
+    assert [d.row_id for d in read_dead(spool)[0]] == [9]
 
 
 def test_publish_size_is_what_the_broker_counts(tmp_path: Path) -> None:
