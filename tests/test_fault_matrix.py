@@ -7,12 +7,19 @@ fault, against the real component.  For every fault the same four promises are c
    ``comm_fault``) and a heartbeat field, not only a log line;
 4. nothing already accepted is lost.
 
-Faults covered elsewhere against the same real components, and why not here: a hung capture
-read (tests/vision, a real FIFO), a vision child killed or stopped (tests/vision), a clock
-step (tests/control/test_gate.py and tests/test_clock.py: stepping this machine's clock would
-disturb everything else running on it), two units with one client id and a resolver that
-never answers (tests/mqtt), a reload during an alarm (tests/test_reload.py), a camera file
-cut to nothing (tests/test_faults.py).
+Faults covered elsewhere against the same real components, each with the real agent unless
+said, and why not here (each needs a set-up of its own that would only be copied here):
+a hung capture read (tests/vision, a real FIFO, the vision process), a vision child killed or
+stopped (tests/vision), a clock step (tests/control/test_gate.py and tests/test_clock.py,
+not the real agent: stepping this machine's clock would disturb everything else running on
+it), two units with one client id and a poison row (tests/mqtt/test_fleet_faults.py), a
+resolver that never answers (tests/mqtt/test_watchdog.py, a real silent DNS server), a
+reload during an alarm, a reload to a busy or missing bell input and a reload that cannot
+be built (tests/test_reload.py), a rotated key (tests/test_reload.py,
+tests/control/test_gate.py), outputs before a blocked disk (tests/bell/test_resilience.py,
+the bell service on a locked spool), the unit's restart policy (tests/test_systemd.py,
+systemd-analyze), the provisioned files read as the service user (tests/technician,
+runuser), a camera file cut to nothing (tests/test_faults.py).
 """
 
 from __future__ import annotations
@@ -321,3 +328,53 @@ def _drain(fd: int) -> None:
             pass
     with contextlib.suppress(OSError):
         os.close(fd)
+
+
+def simulate(agent: AgentProcess, lines: list[str]) -> None:
+    """Send simulator command lines (``tamper on``...) to the agent's bell, one connection."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(agent.socket)
+        for line in lines:
+            s.sendall(line.encode() + b"\n")
+            reply = b""
+            while not reply.endswith(b"\n"):
+                reply += s.recv(4096)
+            assert reply.startswith(b"ok"), reply
+            time.sleep(0.1)  # past the 30 ms debounce: each is a real change
+
+
+def test_a_chattering_tamper_contact_is_one_episode_and_the_bell_goes_on(
+    tmp_path: Path, broker: LocalBroker, centre: Centre
+) -> None:
+    """A loose box-door contact: 40 changes in 4 s.  Before flap suppression each one was
+    an ALARM-priority row, never evicted; now the centre hears a few changes, one
+    ``flapping``, and (once quiet) one ``flapping_cleared`` with the count."""
+    site = write_site(
+        tmp_path / "unit",
+        broker.port,
+        extra={"bell": {"policy": {"flap_changes": 6, "flap_window_s": 5}}},
+    )
+    agent = AgentProcess(site)
+    try:
+        agent.wait_for_output("bell: watching", timeout=30)
+        simulate(agent, [f"tamper {'on' if i % 2 == 0 else 'off'}" for i in range(40)])
+        centre.wait_for(bell("flapping", inp="tamper"), timeout=30)
+        bell_works(agent, centre)  # the button is another input: unaffected
+        cleared = centre.wait_for(bell("flapping_cleared", inp="tamper"), timeout=30)
+        assert "not reported" in body(cleared[0])["why"]
+
+        def after(b: dict[str, Any]) -> bool:
+            facts = b["bell"]["flapping"]["tamper"]
+            return facts["episodes"] >= 1 and not facts["flapping"]
+
+        beat = centre.wait_for(heartbeat(after), timeout=30)
+        assert body(beat[0])["bell"]["flapping"]["tamper"]["suppressed"] >= 30
+        kinds = ("tamper", "tamper_cleared")
+        tamper = [m for m in list(centre.messages) if any(bell(k, inp="tamper")(m) for k in kinds)]
+        assert 1 <= len(tamper) <= 7, [body(m) for m in tamper]  # not 40
+        assert agent.proc.poll() is None
+    finally:
+        assert agent.stop() == 0
