@@ -123,7 +123,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "demo",
         help="run everything on this machine: a private broker, the agent on the sample "
-        "video with the bell simulator, and the monitor",
+        "video with the bell simulator, the monitor, and (with the centre extra and "
+        "PostgreSQL) a private database, the ingest and the operators' console",
     )
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--press-after", type=float, default=8.0, help="simulate a bell press after N s")

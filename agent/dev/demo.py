@@ -3,15 +3,21 @@
 A private mosquitto on a free port, the agent (a child process, as systemd would run it)
 on the development profile with the sample video looping and the bell simulator, and the
 centre's monitor printing what arrives.  A simulated bell press follows a few seconds in.
+When the centre's side can run here (the ``centre`` extra and PostgreSQL's server
+binaries), the demo also starts a private PostgreSQL, the ingest and the operators'
+console (:mod:`agent.dev.centre_stack`) and prints the console's address and a login made
+for this run; else one line says why not, and the rest runs as before.  The pole's command
+keys are made for each run, so the console's Acknowledge really reaches the pole.
 
 Two voices share the terminal, so each line says whose it is: ``agent  |`` lines are the
 pole's own log (also kept in ``var/demo/agent.log``), ``centre |`` lines are what the
-control centre receives over MQTT.
+control centre receives over MQTT, and the console's address.
 
 Ctrl-C (SIGINT), SIGTERM and a closed terminal (SIGHUP) all stop it the same clean way:
-the agent first (SIGTERM: it says ``offline`` as it goes, and the monitor shows it), then
-the monitor, then the broker.  The agent and the broker run in sessions of their own, so a
-terminal's signal reaches only this process, which decides the order.
+the agent first (SIGTERM: it says ``offline`` as it goes, and the monitor and the console
+show it), then the monitor, the console, the ingest, PostgreSQL and the broker.  Every
+child runs in a session of its own, so a terminal's signal reaches only this process,
+which decides the order.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ import yaml
 
 from agent.centre.monitor import Monitor, connect_client
 from agent.dev.broker import LocalBroker
+from agent.dev.centre_stack import CentreStack, DemoKeys, why_no_centre, write_keys
+from agent.errors import UserError
 
 __all__ = ["run_demo", "write_demo_site"]
 
@@ -38,12 +46,14 @@ DEMO_DIR = Path("var/demo")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def write_demo_site(folder: Path, port: int) -> Path:
-    """The example site file with this run's broker port, spool and simulator socket."""
+def write_demo_site(folder: Path, port: int, keys: DemoKeys | None = None) -> Path:
+    """The example site file with this run's broker port, spool, simulator socket and keys."""
     base = yaml.safe_load((Path(__file__).parents[2] / "examples/dev-site.yaml").read_text())
     base["mqtt"] = {"host": "127.0.0.1", "port": port}
     base["spool"] = {"path": str(folder / "spool.db")}
     base["bell"] = {"simulator": {"socket": str(folder / "bell.sock")}}
+    if keys is not None:
+        base["commands"] = {"key_file": str(keys.device), "site_key_file": str(keys.site)}
     site = folder / "site.yaml"
     site.write_text(yaml.safe_dump(base, allow_unicode=True, sort_keys=False))
     return site
@@ -81,13 +91,17 @@ class Labelled:
             return False
 
 
-def _relay(stream: IO[bytes], log_file: Path) -> None:
-    """Copy the agent's output into its log file and, labelled, onto the terminal."""
+def _relay(stream: IO[bytes], log_file: Path, running: threading.Event) -> None:
+    """Copy the agent's output into its log file and, labelled, onto the terminal;
+    ``running`` once the agent says so (its signal handlers are in place by then)."""
     with log_file.open("ab") as log:
         for raw in iter(stream.readline, b""):
             log.write(raw)
             log.flush()
-            say(f"agent  | {raw.decode('utf-8', 'replace').rstrip()}")
+            line = raw.decode("utf-8", "replace").rstrip()
+            say(f"agent  | {line}")
+            if " running as " in line:
+                running.set()
 
 
 def _press_later(site: Path, after: float, stop: threading.Event) -> None:
@@ -102,24 +116,57 @@ def _press_later(site: Path, after: float, stop: threading.Event) -> None:
     )
 
 
-def _intro(broker: LocalBroker, site: Path, log_file: Path) -> None:
+def _intro(broker: LocalBroker, site: Path, log_file: Path, keys: DemoKeys) -> None:
     exe = Path(sys.executable).parent / "pole-agent"
+    device = yaml.safe_load(site.read_text())["device"]
     say(f"demo   | broker on 127.0.0.1:{broker.port}; agent config {site}")
     say("demo   | 'agent  |' lines: the pole's own log (also in " + str(log_file) + ")")
     say("demo   | 'centre |' lines: what the control centre receives over MQTT")
     say(
-        "demo   | the agent will warn that commands are disabled: this demo unit has no "
-        "command key (a real unit gets one from `pole-agent provision`), so the centre "
-        "cannot send it signed commands; nothing else depends on it"
+        f"demo   | the pole's command key is {keys.device}, made for this run (a real unit "
+        "gets one from `pole-agent provision`); send it a signed command from another shell: "
+        f"{exe} send {device['id']} ping --site {device['site']} --port {broker.port} "
+        f"--key-file {keys.device}"
     )
     say(f"demo   | watch from another shell too: {exe} monitor --port {broker.port}")
     say("demo   | Ctrl-C stops everything cleanly")
 
 
+def _start_centre(
+    folder: Path, port: int, keys: DemoKeys, signalled: list[int]
+) -> CentreStack | None:
+    """The centre's side, or None with one line saying why not."""
+    why = why_no_centre()
+    if why is None and signalled:
+        why = "stopping"
+    if why is not None:
+        say(f"centre | the console is not started: {why}; the rest of the demo runs without it")
+        return None
+    centre = CentreStack(folder, port, keys)
+    say("centre | starting PostgreSQL (a fresh database each run), the ingest and the console")
+    try:
+        centre.start()
+    except Exception as exc:  # noqa: BLE001 - whatever it was, the demo goes on without it
+        centre.stop()
+        text = " ".join(str(exc).split())[:400] or type(exc).__name__
+        say(f"centre | the console is not started: {text}; the rest of the demo runs without it")
+        return None
+    assert centre.pg is not None
+    say(f"centre | PostgreSQL on 127.0.0.1:{centre.pg.port} (data in {centre.pg.root}); "
+        f"ingest and console logs in {folder}")  # fmt: skip
+    return centre
+
+
 def run_demo(duration: float | None = None, press_after: float = 8.0) -> int:
     """Run until ``duration`` or a stop signal; 0 when everything went as it should."""
     folder = DEMO_DIR.resolve()
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"demo: cannot make {folder} ({exc.strerror or exc}); run it from a folder you can "
+            "write, such as the checkout"
+        ) from None
     stop = threading.Event()
     signalled: list[int] = []
 
@@ -143,10 +190,41 @@ def _run(
     duration: float | None,
     press_after: float,
 ) -> int:
-    broker = LocalBroker(folder / "broker", persistence=False).start()
-    site = write_demo_site(folder, broker.port)
-    log_file = folder / "agent.log"
-    _intro(broker, site, log_file)
+    try:
+        broker = LocalBroker(folder / "broker", persistence=False).start()
+    except (OSError, RuntimeError) as exc:  # not installed, or it would not start
+        raise UserError(f"demo: the broker did not start: {exc}") from None
+    centre: CentreStack | None = None
+    try:
+        keys = write_keys(folder)
+        site = write_demo_site(folder, broker.port, keys)
+        log_file = folder / "agent.log"
+        _intro(broker, site, log_file, keys)
+        centre = _start_centre(folder, broker.port, keys, signalled)
+        return _run_agent(site, log_file, broker, centre, stop=stop, signalled=signalled,
+                          duration=duration, press_after=press_after)  # fmt: skip
+    finally:
+        if centre is not None:
+            centre.settle()
+            for problem in centre.stop():
+                say(f"centre | {problem}")
+        broker.stop()
+
+
+def _run_agent(
+    site: Path,
+    log_file: Path,
+    broker: LocalBroker,
+    centre: CentreStack | None,
+    *,
+    stop: threading.Event,
+    signalled: list[int],
+    duration: float | None,
+    press_after: float,
+) -> int:
+    """The agent and the monitor until the end; both stopped (agent first) on return."""
+    if signalled:  # stopped while the centre was starting: nothing to show
+        return 0
     agent = subprocess.Popen(
         [sys.executable, "-m", "agent", "run", str(site)],
         start_new_session=True,  # a terminal's signals reach the demo only; it stops the agent
@@ -155,7 +233,10 @@ def _run(
         stderr=subprocess.STDOUT,
     )
     assert agent.stdout is not None
-    relay = threading.Thread(target=_relay, args=(agent.stdout, log_file), name="demo-relay")
+    running = threading.Event()
+    relay = threading.Thread(
+        target=_relay, args=(agent.stdout, log_file, running), name="demo-relay"
+    )
     relay.start()
     presser = threading.Thread(target=_press_later, args=(site, press_after, stop), daemon=True)
     presser.start()
@@ -164,18 +245,20 @@ def _run(
         monitor.client.connect_async("127.0.0.1", broker.port)
         monitor.client.loop_start()
         deadline = None if duration is None else time.monotonic() + duration
+        announced = False
         while agent.poll() is None and not signalled:
             if deadline is not None and time.monotonic() >= deadline:
                 break
+            if centre is not None:
+                announced = _watch(centre, announced)
             time.sleep(0.2)
     finally:
         stop.set()
-        _stop_agent(agent)
+        _stop_agent(agent, running)
         relay.join(5)
         time.sleep(0.3)  # let the monitor print the offline status
         monitor.client.loop_stop()
         monitor.client.disconnect()
-        broker.stop()
     counts = monitor.view.counts
     say(
         f"demo   | agent exited with {agent.returncode}; the centre saw {counts['events']} "
@@ -184,7 +267,23 @@ def _run(
     return 0 if agent.returncode == 0 and counts["invalid"] == 0 else 1
 
 
-def _stop_agent(agent: subprocess.Popen[bytes]) -> None:
+def _watch(centre: CentreStack, announced: bool) -> bool:
+    """Say the console's address and login once it answers (True from then on), and, once
+    each, a child of the centre's that exited on its own."""
+    for problem in centre.trouble():
+        say(f"centre | {problem}")
+    if not announced and centre.ready():
+        say(f"centre | {centre.login_line}")
+        return True
+    return announced
+
+
+def _stop_agent(agent: subprocess.Popen[bytes], running: threading.Event) -> None:
+    # A SIGTERM before the agent has its handlers would kill it outright, without its
+    # offline status: a stop in its first seconds waits for it to be running.
+    deadline = time.monotonic() + 30
+    while not running.is_set() and agent.poll() is None and time.monotonic() < deadline:
+        running.wait(0.1)
     if agent.poll() is None:
         agent.send_signal(signal.SIGTERM)
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ import pytest
 psycopg = pytest.importorskip("psycopg")
 pytest.importorskip("starlette", reason="the centre extra (starlette) is not installed")
 
+from agent.centre.console.live import Hub  # noqa: E402
 from agent.centre.console.users import UsersFile, add_user  # noqa: E402
 from agent.centre.console.views import how_pressed, map_svg, pole_view  # noqa: E402
 from agent.dev.broker import LocalBroker  # noqa: E402
@@ -65,6 +67,22 @@ def test_views_infer_the_press_and_judge_silence() -> None:
     svg = map_svg([view], tiles="http://tiles/{z}/{x}/{y}.png")
     assert 'id="dot-d1"' in svg
     assert "http://tiles/" in svg
+
+
+def test_live_feeds_end_when_the_console_stops() -> None:
+    """An open page's feed must not hold the server's stop (uvicorn waits for responses)."""
+
+    async def main() -> None:
+        hub = Hub("postgresql://unused")
+        feed = hub.stream()
+        assert await anext(feed) == "retry: 3000\n\n"
+        hub.publish("alarm", "{}")
+        hub.close()
+        assert [x async for x in feed] == ["event: alarm\ndata: {}\n\n"]
+        assert [x async for x in hub.stream()] == []  # a reconnect while stopping: at once
+        assert hub.browsers == 0
+
+    asyncio.run(asyncio.wait_for(main(), 5))
 
 
 @pytest.fixture

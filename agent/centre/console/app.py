@@ -13,6 +13,7 @@ import contextlib
 import io
 import logging
 import math
+import socket
 import struct
 import wave
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -44,7 +46,7 @@ from agent.centre.console.live import Hub
 from agent.centre.console.lookoutpage import LookoutPages
 from agent.centre.console.users import UsersFile
 
-__all__ = ["ConsoleSettings", "create_app"]
+__all__ = ["ConsoleServer", "ConsoleSettings", "create_app"]
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -276,3 +278,21 @@ def create_app(s: ConsoleSettings) -> Starlette:
                     exception_handlers={HTTPException: c.error, Exception: c.error})  # fmt: skip
     app.state.console = c
     return app
+
+
+class ConsoleServer(uvicorn.Server):
+    """uvicorn's server, whose stop first ends the open pages' live feeds.
+
+    A server-sent events stream never ends by itself, and uvicorn waits for every response
+    before it stops (by default for ever), so a console with a browser open would stop only
+    at SIGKILL.  Requests in flight (an acknowledge waiting for the pole's answer) still
+    finish; the browsers reconnect by themselves once the console is back.
+    """
+
+    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+        super().__init__(config)
+        self.hub = hub
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.hub.close()
+        await super().shutdown(sockets)

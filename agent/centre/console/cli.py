@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import logging
 import secrets
@@ -18,7 +19,7 @@ DEFAULT_USERS = "console-users.txt"
 def _cmd_console(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from agent.centre.console.app import ConsoleSettings, create_app
+    from agent.centre.console.app import ConsoleServer, ConsoleSettings, create_app
     from agent.centre.console.commands import Commander
     from agent.centre.console.users import UsersFile
     from agent.centre.ingest.cli import broker_access
@@ -46,9 +47,13 @@ def _cmd_console(args: argparse.Namespace) -> int:
     )  # fmt: skip
     lhost, lport = args.listen
     print(f"console: http://{lhost}:{lport}/ (operators in {users})", flush=True)
-    uvicorn.run(create_app(settings), host=lhost, port=lport, log_level="warning",
-                proxy_headers=True, forwarded_allow_ips=args.trusted_proxy)  # fmt: skip
-    return 0
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=lhost, port=lport, log_level="warning",
+                            proxy_headers=True, forwarded_allow_ips=args.trusted_proxy)  # fmt: skip
+    server = ConsoleServer(config, app.state.console.hub)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: a clean stop, as uvicorn.run
+        server.run()
+    return 0 if server.started else 3  # uvicorn's STARTUP_FAILURE (its error is logged)
 
 
 def _cmd_users_add(args: argparse.Namespace) -> int:

@@ -7,7 +7,9 @@ the writing transaction commits.  The console itself adds ``answer`` (a pole's a
 lookout it sent) and ``sent`` (that broadcast is over) with :meth:`Hub.publish`.  The hub
 forwards them to each connected browser's bounded queue; a browser too slow to keep up gets
 one ``resync`` instead of a backlog, and reloads the view once.  Browsers never poll: with
-2,000 poles the only steady traffic is a keep-alive comment every 15 s.
+2,000 poles the only steady traffic is a keep-alive comment every 15 s.  When the console
+stops, :meth:`Hub.close` ends every feed (the browsers reconnect by themselves once it is
+back): an open page must not hold the server's graceful stop.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ QUEUE = 4096  # notices buffered per browser (a storm of alarms) before it must 
 KEEPALIVE_S = 15.0
 
 Message = tuple[str, str]
+_CLOSE: Message = ("", "")  # not an SSE event: the feed ends
 
 
 class Hub:
@@ -40,8 +43,19 @@ class Hub:
         self._subs: set[asyncio.Queue[Message]] = set()
         self.listening = asyncio.Event()
         self.forwarded = 0
+        self.closed = False
+
+    def close(self) -> None:
+        """End every browser's feed now and refuse new ones (the console is stopping)."""
+        self.closed = True
+        for q in self._subs:
+            while q.full():
+                q.get_nowait()
+            q.put_nowait(_CLOSE)
 
     def publish(self, event: str, data: str) -> None:
+        if self.closed:
+            return
         for q in self._subs:
             try:
                 q.put_nowait((event, data))
@@ -86,7 +100,9 @@ class Hub:
                 backoff = min(backoff * 2, 30.0)
 
     async def stream(self) -> AsyncIterator[str]:
-        """Server-sent events for one browser, until it goes away."""
+        """Server-sent events for one browser, until it goes away or :meth:`close`."""
+        if self.closed:
+            return
         q: asyncio.Queue[Message] = asyncio.Queue(QUEUE)
         self._subs.add(q)
         try:
@@ -100,7 +116,12 @@ class Hub:
                 batch = [first]  # a burst goes out in one write, not one per notice
                 while not q.empty() and len(batch) < 500:
                     batch.append(q.get_nowait())
-                yield "".join(f"event: {e}\ndata: {d}\n\n" for e, d in batch)
+                ended = _CLOSE in batch
+                batch = batch[: batch.index(_CLOSE)] if ended else batch
+                if batch:
+                    yield "".join(f"event: {e}\ndata: {d}\n\n" for e, d in batch)
+                if ended:
+                    return
         finally:
             self._subs.discard(q)
 

@@ -58,7 +58,10 @@ class LocalPostgres:
         cmd = [str(self.bindir / argv[0]), *argv[1:]]
         if self.user:
             cmd = ["runuser", "-u", self.user, "--", *cmd]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=self.root)
+        # A session of its own: a terminal's Ctrl-C to the demo's group must not kill pg_ctl
+        # half-way (the demo stops the server itself, in its order).
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=self.root,
+                              start_new_session=True)  # fmt: skip
         if done.returncode != 0:
             log = self.root / "postgres.log"
             tail = log.read_text()[-2000:] if log.exists() else ""
