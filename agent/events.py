@@ -162,15 +162,22 @@ class RuleEvent(_Event):
 
 class CameraEvent(_Event):
     k: Literal["camera"] = "camera"
-    ev: Literal["lost", "restored", "tampered", "tamper_cleared"] = Field(description="What.")
+    ev: Literal[
+        "lost", "restored", "tampered", "tamper_cleared", "flapping", "flapping_cleared"
+    ] = Field(description="What; while it flaps, lost and restored are counted, not sent.")
     cam: str = Field(description="Camera id.")
-    why: str | None = Field(default=None, description="stall, frozen, ended, open_failed, …")
+    why: str | None = Field(
+        default=None,
+        description="stall, frozen, ended, open_failed, read_failed, capture_hung, …; "
+        "for flapping(_cleared) the count",
+    )
 
 
 class SystemEvent(_Event):
     k: Literal["system"] = "system"
-    ev: Literal["fault", "cleared", "notice"] = Field(
-        description="A fault began, a fault ended, or something the centre should know."
+    ev: Literal["fault", "cleared", "notice", "flapping", "flapping_cleared"] = Field(
+        description="A fault began, a fault ended, something the centre should know; or "
+        "faults of this part come and go too often to be sent one by one, and no longer do."
     )
     what: Literal["spool", "link", "reload", "log", "vision", "commands", "clock"] = Field(
         description="The part of the agent it is about."

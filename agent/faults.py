@@ -4,16 +4,27 @@ The heartbeat carries every fact, but a heartbeat is a snapshot every half minut
 that begins or ends is also an event, sent once per transition, at alarm priority (so it is
 kept in memory while the spool's disk refuses writes).  The runner calls :meth:`check` from
 its main loop; it only reads facts the stages already keep, so it never blocks.
+
+A part whose faults come and go (``FLAP_CHANGES`` transitions within ``FLAP_WINDOW_S``)
+says ``flapping`` once and then nothing until it has been quiet (``flapping_cleared``, then
+its state if the centre was last told otherwise; :mod:`agent.flap`).  The link is a fault
+when the broker refuses it, or when it has had no connection for ``LINK_DOWN_S`` or
+``LINK_ATTEMPTS`` failed attempts (why: timeout, dns, unreachable, tls...); ``cleared`` when
+it connects again.  Both are sent through the spool, so they arrive once the link is back:
+the centre learns when and why.  A connection to another broker than the last one is a
+``notice``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 from agent import logs
+from agent.flap import FlapFilter, FlapGuard, Told
 from agent.outbox import Outbox
 from agent.spool import Spool
 from agent.spool.dead import DeadNote
@@ -21,9 +32,14 @@ from agent.spool.dead import DeadNote
 __all__ = ["FaultWatch"]
 
 EVICTED_EVERY_S = 10.0
+LOG_EVERY_S = 60.0  # a stalled journal drops lines for a while: one notice a minute at most
 MAX_RANGES = 200  # an event stays small; the centre's reorder window covers any rest
 DEAD_NOTICES = 10  # set-aside rows said one by one per DEAD_WINDOW_S; the rest in one sum
 DEAD_WINDOW_S = 60.0
+FLAP_CHANGES = 6  # three faults that came and went...
+FLAP_WINDOW_S = 600.0  # ...within ten minutes: flapping, until ten quiet minutes
+LINK_DOWN_S = 30.0
+LINK_ATTEMPTS = 5
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +50,13 @@ class FaultWatch:
     def __init__(self, outbox: Callable[[], Outbox | None], spool: Spool) -> None:
         self._outbox = outbox  # the current one: a reload may replace it
         self.spool = spool
-        self._spool_state = "ok"
-        self._link_refusal: str | None = None
+        # Per part, its state as a flap filter: "spool", "link", and "broker" (the broker
+        # the link is on; its changes are failovers, said as link notices).
+        self._parts: dict[str, FlapFilter] = {}
+        self._down: dict[str, Any] = {}  # the link's facts when it was last seen down
+        self._failovers = 0
         self._log_dropped = 0
+        self._log_said = -math.inf
         self._evicted: list[int] = []  # seqs of this boot dropped by the spool, not yet said
         self._evicted_said = 0.0
         self._dead_window = -DEAD_WINDOW_S  # start of the current notice window (monotonic)
@@ -51,12 +71,27 @@ class FaultWatch:
         if out is not None:
             out.emit(out.stamper.system(ev=ev, what=what, why=why[:500], data=data))
 
-    def check(self, link_facts: dict[str, Any] | None = None) -> None:
-        """Compare with what was last said; one event per change."""
-        self._check_spool()
+    def check(self, link_facts: dict[str, Any] | None = None, now: float | None = None) -> None:
+        """Compare with what was last said; one event per change (a flapping part: one)."""
+        now = time.monotonic() if now is None else now
+        for part in list(self._parts):
+            self._tell(part, self._parts[part].tick(now))
+        self._check_spool(now)
         if link_facts is not None:
-            self._check_link(link_facts)
-        self._check_log()
+            self._check_link(link_facts, now)
+        self._check_log(now)
+
+    def _change(self, part: str, state: str, told: Told) -> None:
+        """``part`` is now in ``state``; ``told`` is what says so, sent unless it flaps."""
+        f = self._parts.get(part)
+        if f is None:
+            f = self._parts[part] = FlapFilter(FlapGuard(FLAP_CHANGES, FLAP_WINDOW_S), "ok")
+        self._tell(part, f.change(state, told))
+
+    def _tell(self, part: str, told: list[Told]) -> None:
+        what = "link" if part == "broker" else part
+        for t in told:
+            self.say(t.ev, what, t.why or t.ev, t.data)
 
     def _check_evicted(self, now: float) -> None:
         # Which seqs are gone for good, so that the centre tells loss from delay at once.
@@ -112,8 +147,7 @@ class FaultWatch:
             data["dropped"] = [[seq, seq]]  # the centre counts it lost at once, not late
         self.say("notice", "spool", why, data)
 
-    def _check_spool(self) -> None:
-        now = time.monotonic()
+    def _check_spool(self, now: float) -> None:
         self._check_evicted(now)
         self._check_dead(now)
         report = self.spool.take_salvage_report()
@@ -121,31 +155,65 @@ class FaultWatch:
             ev = "fault" if report.lost else "notice"
             self.say(ev, "spool", f"damaged spool file salvaged: {report.why}", report.facts())
         state = self.spool.state
-        if state != self._spool_state:
+        part = self._parts.get("spool")
+        if state == (part.state if part is not None else "ok"):
+            return
+        if state == "ok":
+            told = Told("cleared", "the spool takes writes again", now)
+        else:
             error = self.spool.last_error
-            if state == "ok":
-                self.say("cleared", "spool", "the spool takes writes again", None)
-            else:
-                why = f"spool {state}: {error}" if error else f"spool {state}"
-                self.say("fault", "spool", why, {"state": state})
-            self._spool_state = state
+            why = f"spool {state}: {error}" if error else f"spool {state}"
+            told = Told("fault", why, now, {"state": state})
+        self._change("spool", state, told)
 
-    def _check_link(self, facts: dict[str, Any]) -> None:
-        refusal = facts.get("refusal") if facts.get("state") == "refused" else None
-        if refusal != self._link_refusal:
-            if refusal is not None:
-                # Sent when the link works again: the centre learns why it was refused.
-                self.say("fault", "link", f"the broker refused the link: {refusal}", None)
-            else:
-                self.say("cleared", "link", "the link is accepted again", None)
-            self._link_refusal = refusal
+    def _check_link(self, facts: dict[str, Any], now: float) -> None:
+        state = facts.get("state")
+        if state == "connected":
+            self._link_up(facts, now)
+        elif state == "refused":
+            # Sent when the link works again: the centre learns why it was refused.
+            self._down = facts
+            why = f"the broker refused the link: {facts.get('refusal')}"
+            self._change("link", "down", Told("fault", why, now, _down_data(facts)))
+        elif facts.get("attempts", 0) and _long(facts):
+            self._down = facts
+            why = f"no connection for {facts.get('down_s', 0):.0f} s"
+            why += f" ({facts['attempts']} failed attempts), {facts.get('why')}: "
+            told = Told("fault", why + str(facts.get("detail")), now, _down_data(facts))
+            self._change("link", "down", told)
 
-    def _check_log(self) -> None:
+    def _link_up(self, facts: dict[str, Any], now: float) -> None:
+        down = self._down
+        if down:
+            self._down = {}
+            why = f"connected to {facts.get('broker')} after {down.get('down_s', 0):.0f} s"
+            why += f" without a connection ({down.get('attempts')} failed attempts)"
+            self._change("link", "ok", Told("cleared", why, now, {"broker": facts.get("broker")}))
+        failovers = int(facts.get("failovers") or 0)
+        if failovers > self._failovers:
+            was, broker = facts.get("failover_from"), str(facts.get("broker"))
+            why = f"moved to broker {broker} (from {was})"
+            told = Told("notice", why, now, {"broker": broker, "from": was})
+            self._change("broker", broker, told)
+        self._failovers = failovers  # a reload's new link counts from 0 again
+
+    def _check_log(self, now: float) -> None:
         dropped = logs.stats().get("dropped", 0)
-        if dropped > self._log_dropped:
+        if dropped > self._log_dropped and now - self._log_said >= LOG_EVERY_S:
             why = f"{dropped - self._log_dropped} log lines dropped: the journal did not keep up"
             self.say("notice", "log", why, {"dropped": dropped})
-            self._log_dropped = dropped
+            self._log_dropped, self._log_said = dropped, now
+
+
+def _long(facts: dict[str, Any]) -> bool:
+    """The link has been down long enough, or failed often enough, to be a fault."""
+    down = facts.get("down_s") or 0.0
+    return bool(down >= LINK_DOWN_S or facts.get("attempts", 0) >= LINK_ATTEMPTS)
+
+
+def _down_data(facts: dict[str, Any]) -> dict[str, Any]:
+    keys = ("why", "broker", "down_s", "attempts", "file")
+    return {k: facts.get(k) for k in keys if facts.get(k) is not None}
 
 
 def _ranges(seqs: list[int]) -> list[tuple[int, int]]:

@@ -39,7 +39,7 @@ from typing import Any
 
 import pytest
 
-from agent.dev.broker import BrokerTls, LocalBroker
+from agent.dev.broker import BrokerTls, LocalBroker, free_port
 from agent.events import EventStamper, Priority, Topics
 from agent.spool import Spool
 from tests.agentproc import ROOT, AgentProcess, write_site
@@ -116,8 +116,52 @@ def test_a_silent_broker_is_a_heartbeat_fact_and_the_pole_moves_on(
             link = body(beat)["link"]
             assert link["broker"] == f"127.0.0.1:{broker.port}"
             assert str(dead) in link["detail"]
+            # The move to the second broker is an event too, and a heartbeat count.
+            notice = body(centre.wait_for(system("link", "notice"), timeout=30)[0])
+            assert notice["data"] == {
+                "broker": f"127.0.0.1:{broker.port}",
+                "from": f"127.0.0.1:{dead}",
+            }
+            centre.wait_for(heartbeat(lambda b: b["link"]["failovers"] == 1), timeout=30)
         finally:
             assert agent.stop() == 0
+
+
+def test_a_broker_silent_for_a_while_is_a_link_fault_the_centre_gets_once_it_is_back(
+    tmp_path: Path,
+) -> None:
+    """The only broker drops every SYN for a while, then comes up on the same address."""
+    port = free_port()
+    with black_hole(port):
+        site = write_site(
+            tmp_path / "unit",
+            port,
+            extra={"mqtt": {"connect_timeout_s": 1, "backoff_max_s": 2}},
+        )
+        agent = AgentProcess(site)
+        agent.wait_for_output("bell: watching", timeout=30)
+        agent.press()  # pressed while no broker answers: kept in the spool
+        # five attempts (or 30 s) without a connection: a fault, said where it can be
+        agent.wait_for_output("link fault: no connection for", timeout=60)
+    try:
+        with LocalBroker(tmp_path / "late", port=port) as late:
+            centre = Centre(late.port)
+            try:
+                fault = body(centre.wait_for(system("link"), timeout=60)[0])
+                assert fault["data"]["why"] == "timeout", fault
+                assert fault["data"]["attempts"] >= 5
+                assert f"127.0.0.1:{port}" in fault["why"]
+                cleared = body(centre.wait_for(system("link", "cleared"), timeout=30)[0])
+                assert f"connected to 127.0.0.1:{port} after" in cleared["why"]
+                centre.wait_for(bell("pressed"), timeout=30)  # nothing accepted was lost
+                # the heartbeats of the outage say it too, and arrive from the spool
+                centre.wait_for(
+                    heartbeat(lambda b: b["link"]["attempts"] >= 5 and b["link"]["down_s"] > 0)
+                )
+            finally:
+                centre.close()
+    finally:
+        assert agent.stop() == 0
 
 
 def test_a_bad_certificate_is_refused_reported_and_picked_up_once_fixed(

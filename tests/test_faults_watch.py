@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from agent.events import EventStamper, Priority, Topics, encode
 from agent.faults import FaultWatch, _ranges
@@ -95,4 +96,69 @@ def test_set_aside_notices_are_rate_limited_and_summed_up(tmp_path: Path) -> Non
     watch._dead_window -= 61.0
     watch.check()
     assert len(_notices(spool, topics)) == 10
+    spool.close()
+
+
+def system_events(spool: Spool, topics: Topics) -> list[tuple[str, str, str]]:
+    rows = [r for r in spool.next_batch(1000) if r.topic == topics.event("system")]
+    return [(b["ev"], b["what"], b["why"]) for b in (json.loads(r.payload) for r in rows)]
+
+
+def link(state: str, down_s: float | None, attempts: int, **more: Any) -> dict[str, Any]:
+    broker = more.pop("broker", "b1:1883")
+    facts = {"state": state, "down_s": down_s, "attempts": attempts, "broker": broker}
+    return {**facts, "why": "timeout", "detail": f"{broker} did not answer", **more}
+
+
+def watch(tmp_path: Path) -> tuple[FaultWatch, Spool, Topics]:
+    spool = Spool(tmp_path / "spool.db")
+    topics = Topics("pole", "s", "d")
+    outbox = Outbox(spool, topics, EventStamper("d"))
+    return FaultWatch(lambda: outbox, spool), spool, topics
+
+
+def test_a_link_that_cannot_connect_for_a_while_is_a_fault_cleared_on_connecting(
+    tmp_path: Path,
+) -> None:
+    w, spool, topics = watch(tmp_path)
+    w.check(link("connecting", 5.0, 1), now=5)
+    w.check(link("disconnected", 20.0, 4), now=20)
+    assert system_events(spool, topics) == []  # a short outage is the heartbeat's
+    w.check(link("disconnected", 31.0, 4), now=31)
+    w.check(link("connecting", 40.0, 5), now=40)
+    w.check(link("connected", None, 0, broker="b1:1883"), now=45)
+    assert system_events(spool, topics) == [
+        ("fault", "link", "no connection for 31 s (4 failed attempts), timeout: "
+         "b1:1883 did not answer"),
+        ("cleared", "link", "connected to b1:1883 after 40 s without a connection "
+         "(5 failed attempts)"),
+    ]  # fmt: skip
+    spool.close()
+
+
+def test_a_link_that_comes_and_goes_flaps_once_and_a_failover_is_a_notice(
+    tmp_path: Path,
+) -> None:
+    w, spool, topics = watch(tmp_path)
+    t = 0.0
+    for _ in range(5):  # five outages of 40 s within ten minutes
+        w.check(link("disconnected", 40.0, 6), now=t + 40)
+        w.check(link("connected", None, 0), now=t + 41)
+        t += 60
+    evs = [ev for ev, _, _ in system_events(spool, topics)]
+    assert evs == ["fault", "cleared", "fault", "cleared", "fault", "flapping"]
+    w.check(link("connected", None, 0), now=880)
+    assert len(system_events(spool, topics)) == 6
+    w.check(link("connected", None, 0), now=881)  # ten quiet minutes after the last change
+    back = "connected to b1:1883 after 40 s without a connection (6 failed attempts)"
+    assert system_events(spool, topics)[6:] == [
+        ("flapping_cleared", "link", "5 changes not reported; now cleared"),
+        ("cleared", "link", back),  # the centre was last told "fault"
+    ]
+    w.check(
+        link("connected", None, 0, broker="b2:1883", failovers=1, failover_from="b1:1883"), now=882
+    )
+    assert system_events(spool, topics)[8:] == [
+        ("notice", "link", "moved to broker b2:1883 (from b1:1883)"),
+    ]
     spool.close()

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from agent.bell.flap import FlapGuard
 from agent.config import BellConfig
 from agent.events import BellKind
+from agent.flap import FlapGuard
 
 __all__ = ["BellMachine", "BellSignal", "Debouncer"]
 

@@ -7,7 +7,7 @@ A value must cross a band's edge by ``hysteresis`` to leave it, so a reading tha
 an edge does not chatter.  The line state is then debounced like the contact.
 
 Every such input is a :class:`Watched` value: debounced, and guarded against flapping
-(:mod:`agent.bell.flap`), so a loose tamper contact or a flaky link gives one ``flapping``
+(:mod:`agent.flap`), so a loose tamper contact or a flaky link gives one ``flapping``
 and one ``flapping_cleared`` per episode instead of an alarm row per change.
 """
 
@@ -17,10 +17,10 @@ import math
 from collections.abc import Callable
 from typing import ClassVar, Generic, Literal, TypeVar
 
-from agent.bell.flap import FlapGuard
 from agent.bell.machine import EPS, FLAP_SLACK, BellSignal, Debouncer
 from agent.config import PolicyConfig, SupervisionConfig
 from agent.events import BellKind
+from agent.flap import FlapGuard
 
 __all__ = ["AuxInput", "LoopClassifier", "LoopState", "SupervisedLoop", "Watched", "flap_guard"]
 

@@ -76,6 +76,18 @@ class CameraConfig(Strict):
     )
     reconnect_min_s: float = Field(default=1.0, gt=0, le=60, description="First reconnect delay.")
     reconnect_max_s: float = Field(default=60.0, gt=0, le=3600, description="Longest delay.")
+    stable_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="Frames this long after a restore reset the reconnect delay to the first.",
+    )
+    flap_changes: int = Field(
+        default=6, ge=4, le=1000, description="Lost/restored changes that mean flapping."
+    )
+    flap_window_s: float = Field(
+        default=60.0, gt=0, le=3600, description="Window for flapping; this long quiet ends it."
+    )
     motion: MotionConfig = Field(default_factory=MotionConfig, description="Motion gating.")
     zones: list[ZoneConfig] = Field(default=[], description="Named polygons for rules.")
     rules: list[RuleConfig] = Field(default=[], description="Rules over tracked objects.")

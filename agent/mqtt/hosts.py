@@ -9,10 +9,11 @@ same client id (a cloned SD card) throw each other off about once a second for e
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from agent.config.mqtt import Broker
 
-__all__ = ["Backoff", "HostRing"]
+__all__ = ["Backoff", "HostRing", "Outage"]
 
 
 class HostRing:
@@ -76,3 +77,39 @@ class Backoff:
         up = self.uptime(now)
         if up is not None and up >= self.stable_after_s:
             self.failures = 0
+
+
+class Outage:
+    """How long the link has been without a connection, and where it connected in the end.
+
+    The heartbeat's ``link.down_s``, ``attempts``, ``failovers``, ``failover_from``; the
+    agent's fault watch (``agent.faults``) turns them into ``event/system`` link events.
+    """
+
+    def __init__(self, first: str, now: float) -> None:
+        self.since: float | None = now  # down since (monotonic); None while connected
+        self.attempts = 0  # failed attempts since the last connection
+        self.failovers = 0  # connections to another broker than the one before
+        self.failover_from: str | None = None
+        self._last = first  # the broker of the last connection (the first one before any)
+
+    def failed(self, now: float) -> None:
+        self.attempts += 1
+        if self.since is None:
+            self.since = now
+
+    def connected(self, broker: str) -> None:
+        self.since, self.attempts = None, 0
+        if broker != self._last:
+            self.failovers += 1
+            self.failover_from = self._last
+        self._last = broker
+
+    def facts(self, now: float) -> dict[str, Any]:
+        down = None if self.since is None else round(now - self.since, 1)
+        return {
+            "down_s": down,
+            "attempts": self.attempts,
+            "failovers": self.failovers,
+            "failover_from": self.failover_from,
+        }

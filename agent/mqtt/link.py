@@ -32,7 +32,7 @@ from agent.config import MqttConfig
 from agent.events import Priority, Topics, now_ms
 from agent.logs import Throttle
 from agent.mqtt.connector import Attempt, Connector, Outcome
-from agent.mqtt.hosts import Backoff, HostRing
+from agent.mqtt.hosts import Backoff, HostRing, Outage
 from agent.mqtt.publisher import DeadLetter, Publisher, inject_sent_time
 from agent.mqtt.status import StatusInfo, status_message
 from agent.mqtt.wakeup import WakePipe
@@ -100,6 +100,7 @@ class Link(Worker):
         self.last_refusal: str | None = None
         self.took_over = 0
         self.commands_received = 0
+        self._outage = Outage(self.broker, time.monotonic())
         self._log_gate = Throttle(60.0)
         spool.add_listener(self.wake)
 
@@ -171,6 +172,7 @@ class Link(Worker):
             "max_packet": self._out.guard.max_packet,
             "protocol": "5" if self._v5 else "3.1.1",
             "commands": self.commands_received,
+            **self._outage.facts(time.monotonic()),
         }
 
     # ------------------------------------------------------------------ loop
@@ -282,6 +284,7 @@ class Link(Worker):
         longest: bool = False,
     ) -> None:
         self.state, self.why, self.detail, self.file = state, why, detail, file
+        self._outage.failed(time.monotonic())
         if state == "refused":
             self.last_refusal = detail
             self.refusals += 1
@@ -331,6 +334,7 @@ class Link(Worker):
             return
         self.state = "connected"
         self.connected_since = now_ms()
+        self._outage.connected(self.broker)
         self._backoff.up(time.monotonic())
         self._said_fallback = False
         self._out.guard.max_packet = getattr(props, "MaximumPacketSize", None) if self._v5 else None

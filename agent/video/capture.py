@@ -10,7 +10,14 @@ took it is counted as dropped, never queued.  Loss is reported once per episode 
 stream broke), ``stall`` (no frame for ``stall_s``; checked from outside by :meth:`check`
 because a read can hang), ``frozen`` (the same picture for ``frozen_s``), ``ended`` (a file
 without ``loop``; final).  The thread then reconnects with jittered exponential backoff
-and reports ``restored`` when frames (changing ones, after ``frozen``) come back.
+and reports ``restored`` when frames (changing ones, after ``frozen``) come back; the backoff
+starts again from ``reconnect_min_s`` only once frames have come for ``stable_s``, so a
+stream that drops right after each reconnect is retried ever more slowly.
+
+A camera that comes and goes (``flap_changes`` lost/restored within ``flap_window_s``) is
+reported once as ``flapping``; its changes are then counted, not sent, until it has been
+quiet for the window (longer when it flaps again soon): ``flapping_cleared`` with the count,
+then ``lost`` or ``restored`` if the centre was last told otherwise (:mod:`agent.flap`).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.config import CameraConfig
+from agent.flap import FlapFilter, FlapGuard, Told
 from agent.video.motion import small_grey
 from agent.video.tamper import TamperDetector
 from agent.worker import Worker
@@ -163,6 +171,9 @@ class Capture(Worker):
         self._tamper = TamperDetector()
         self._tamper_t = -1e18
         self._native_since: float | None = None  # inside open or read (native code) since
+        self._up_since: float | None = None  # frames since (after the last restore)
+        self._flap = FlapFilter(FlapGuard(cam.flap_changes, cam.flap_window_s), "ok", _show)
+        self._told = threading.Lock()  # reports leave in the order the filter decided them
 
     def stuck_for(self, now: float) -> float:
         """Seconds spent in one native open or read so far; 0 when not in one."""
@@ -190,10 +201,16 @@ class Capture(Worker):
             "frame_age_s": age,
             "reconnects": self.reconnects,
             "tampered": self._tamper.why if self._tamper.tampered else None,
+            "flapping": self._flap.guard.flapping,
         }
 
     def check(self, now: float) -> None:
-        """Stall watch, called by another thread: a hung read cannot report itself."""
+        """Stall watch, called by another thread: a hung read cannot report itself.
+
+        It also ends a flapping episode whose quiet time is over.
+        """
+        with self._told:
+            self._send(self._flap.tick(now))
         stuck = self.stuck_for(now)
         if stuck > self.hang_bound() and self.why != "capture_hung":
             self._lost("capture_hung", f"one open or read has not returned for {stuck:.0f} s")
@@ -211,15 +228,27 @@ class Capture(Worker):
                 return
             self.state, self.why = ("ended" if why == "ended" else "lost"), why
         log.warning("camera %s lost (%s): %s", self.cam.id, why, detail)
-        self.report("lost", why)
+        self._say("lost", why)
 
     def _restored(self) -> None:
         with self._lock:
             previous, self.state, self.why = self.state, "ok", None
-        self._attempt = 0
+        self._up_since = time.monotonic()
         if previous == "lost":
             log.info("camera %s restored", self.cam.id)
-            self.report("restored", None)
+            self._say("restored", None)
+
+    def _say(self, kind: str, why: str | None) -> None:
+        """``lost`` or ``restored``, unless the camera flaps (then one episode)."""
+        with self._told:
+            state = "lost" if kind == "lost" else "ok"
+            self._send(self._flap.change(state, Told(kind, why, time.monotonic())))
+
+    def _send(self, told: list[Told]) -> None:
+        for t in told:
+            if t.ev.startswith("flapping"):
+                log.warning("camera %s %s: %s", self.cam.id, t.ev, t.why)
+            self.report(t.ev, t.why)
 
     # ------------------------------------------------------------------ thread
     def _turn(self) -> None:
@@ -247,7 +276,7 @@ class Capture(Worker):
         log.error(
             "capture-%s crashed; this camera is no longer read: %s", self.cam.id, exc, exc_info=exc
         )
-        self.report("lost", "crashed")
+        self._say("lost", "crashed")
 
     def _finish(self) -> None:
         if self.state != "failed":
@@ -255,6 +284,9 @@ class Capture(Worker):
 
     def _backoff(self) -> None:
         cam = self.cam
+        up, self._up_since = self._up_since, None
+        if up is not None and time.monotonic() - up >= cam.stable_s:
+            self._attempt = 0  # it was up long enough: this outage starts at the first delay
         delay = min(cam.reconnect_max_s, cam.reconnect_min_s * 2**self._attempt)
         delay = min(cam.reconnect_max_s, delay * (0.75 + 0.5 * self._rng.random()))
         self._attempt = min(self._attempt + 1, 30)
@@ -324,3 +356,7 @@ class Capture(Worker):
                 log.warning("camera %s %s (%s)", self.cam.id, change, self._tamper.why)
                 self.report(change, self._tamper.why)
         return True
+
+
+def _show(told: Told) -> str:
+    return f"{told.ev} ({told.why})" if told.why else told.ev

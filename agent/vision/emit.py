@@ -42,6 +42,8 @@ class Emitter:
         def report(kind: str, why: str | None) -> None:
             ev = self.sink.stamper.camera(ev=kind, cam=cid, why=why)
             self.sink.emit(ev)
+            if kind.startswith("flapping"):
+                return  # the retained state stays the one the centre was last told
             state = {"lost": "lost", "tampered": "tampered"}.get(kind, "ok")
             self.sink.state(f"camera-{cid}", state, ev.ts, {"why": why} if why else None)
 

@@ -8,12 +8,12 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from agent.bell.flap import FlapGuard
 from agent.bell.inputs import CommChange, Sample
 from agent.bell.machine import BellSignal
 from agent.bell.panel import BellPanel
 from agent.bell.supervision import AuxInput, SupervisedLoop
 from agent.config import BellConfig, SupervisionConfig
+from agent.flap import FlapGuard
 from tests.bell.conftest import lazy_and_eager, timed
 
 Got = list[tuple[Any, ...]]

@@ -10,14 +10,15 @@ from contextlib import contextmanager, suppress
 
 
 @contextmanager
-def black_hole() -> Iterator[int]:
+def black_hole(port: int = 0) -> Iterator[int]:
     """A listener whose accept queue is full: further SYNs are dropped, so connect() hangs.
 
     ``listen(0)`` and connections that are never accepted; filled until a connect no longer
-    completes.  Yields the port.
+    completes.  Yields the port (``port``, or a free one).
     """
     server = socket.socket()
-    server.bind(("127.0.0.1", 0))
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a broker takes it after
+    server.bind(("127.0.0.1", port))
     server.listen(0)
     port = server.getsockname()[1]
     fillers: list[socket.socket] = []

@@ -1,5 +1,9 @@
 """Flap suppression for one input: a chattering contact or link gives a bounded number of events.
 
+Used by the bell's inputs (through :class:`agent.bell.supervision.Watched`, which adds the
+debounce), a camera's ``lost``/``restored`` and the agent's own faults (``event/system``),
+the last two through :class:`FlapFilter`.
+
 Pure: time is an argument.  Every accepted change of an input is counted; ``changes``
 changes within ``window_s`` start an episode (one ``flapping``), during which the changes
 are counted, not reported, until the input has been quiet for the episode's quiet time
@@ -13,8 +17,11 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
-__all__ = ["MAX_QUIET_S", "FlapGuard"]
+__all__ = ["MAX_QUIET_S", "FlapFilter", "FlapGuard", "Told"]
 
 MAX_QUIET_S = 900.0  # at worst one episode per quarter of an hour per input, once it escalated
 
@@ -76,3 +83,66 @@ class FlapGuard:
             "episodes": self.episodes,
             "suppressed": self.total_suppressed + self.suppressed,
         }
+
+
+@dataclass(frozen=True)
+class Told:
+    """One thing to report: a source's own change, or ``flapping`` / ``flapping_cleared``."""
+
+    ev: str
+    why: str | None
+    t: float
+    data: dict[str, Any] | None = None
+
+
+class FlapFilter:
+    """The changes of one source, each reported unless the source flaps.
+
+    The bell's rules (:class:`agent.bell.supervision.Watched`) without the debounce: every
+    change of ``state`` counts on the guard; the change that starts an episode gives
+    ``flapping`` and nothing more is reported until the episode ends; then
+    ``flapping_cleared`` (how many changes were not reported, and the state now) and, when
+    the state is not the one last reported, that change after all.  Pure: time is an
+    argument (``tick`` ends an episode whose quiet time is over); not thread-safe.
+    """
+
+    def __init__(
+        self, guard: FlapGuard, state: str, show: Callable[[Told], str] | None = None
+    ) -> None:
+        self.guard = guard
+        self.state = state  # the source's state now
+        self.reported = state  # as the centre was last told
+        self._show = show or (lambda told: told.ev)
+        self._latest: Told | None = None  # the change that made ``state``
+
+    def change(self, state: str, told: Told) -> list[Told]:
+        """The source is now ``state`` (a repeat is no change); ``told`` says it."""
+        if state == self.state:
+            return []
+        end = self.guard.deadline()
+        out = self._cleared(end) if end is not None and end < told.t else []
+        self.state, self._latest = state, told
+        started = self.guard.change(told.t)
+        if started is not None:
+            out.append(Told("flapping", started, told.t))
+        return out if self.guard.flapping else out + self._report(told.t)
+
+    def tick(self, t: float) -> list[Told]:
+        """``flapping_cleared`` (and the state the centre lacks) once the quiet time is over."""
+        end = self.guard.deadline()
+        return self._cleared(end) if end is not None and end <= t else []
+
+    def deadline(self) -> float | None:
+        return self.guard.deadline()
+
+    def _cleared(self, when: float) -> list[Told]:
+        n = self.guard.clear(when)
+        now = self._show(self._latest) if self._latest is not None else self.state
+        why = f"{n} changes not reported; now {now}"
+        return [Told("flapping_cleared", why, when), *self._report(when)]
+
+    def _report(self, t: float) -> list[Told]:
+        if self.state == self.reported or self._latest is None:
+            return []
+        self.reported = self.state
+        return [replace(self._latest, t=t)]
