@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
@@ -13,9 +17,10 @@ psycopg = pytest.importorskip("psycopg")
 pytest.importorskip("starlette", reason="the centre extra (starlette) is not installed")
 
 from agent.centre.console.users import UsersFile, add_user  # noqa: E402
-from agent.centre.console.views import how_pressed, map_svg, pole_view  # noqa: E402
+from agent.centre.console.views import how_pressed, local_time, map_svg, pole_view  # noqa: E402
 from agent.dev.broker import LocalBroker  # noqa: E402
 from agent.errors import UserError  # noqa: E402
+from agent.events import EventStamper, StatusMessage, Topics, encode, now_ms  # noqa: E402
 from tests.agentproc import AgentProcess, write_site  # noqa: E402
 from tests.centre.consolekit import (  # noqa: E402
     ConsoleProcess,
@@ -26,6 +31,7 @@ from tests.centre.consolekit import (  # noqa: E402
     wait_css,
 )
 from tests.centre.consolekit import add_user as add_user_cli  # noqa: E402
+from tests.centre.observer import Centre  # noqa: E402
 from tests.centre.test_ingest import query, wait_until, worker_thread  # noqa: E402
 
 KEY = bytes(range(32))
@@ -67,24 +73,159 @@ def test_views_infer_the_press_and_judge_silence() -> None:
     assert "http://tiles/" in svg
 
 
-@pytest.fixture
-def stack(tmp_path: Path, db: str) -> Iterator[tuple[ConsoleProcess, LocalBroker, str, Path]]:
+@contextmanager
+def running(db: str, folder: Path) -> Iterator[tuple[ConsoleProcess, LocalBroker, str, Path]]:
     """Broker, ingest (a thread), console (a process) with an operator and a viewer."""
-    broker = LocalBroker(tmp_path / "broker").start()
-    users = tmp_path / "users.txt"
+    broker = LocalBroker(folder / "broker").start()
+    users = folder / "users.txt"
     add_user_cli(users, "ana", "operator", PASSWORD)
     add_user_cli(users, "vic", "viewer", PASSWORD)
-    (tmp_path / "device.key").write_text(KEY.hex() + "\n")
+    (folder / "device.key").write_text(KEY.hex() + "\n")
     try:
         with worker_thread(db, broker):
             console = ConsoleProcess(db, broker.port, users, "--key-file",
-                                     str(tmp_path / "device.key"))  # fmt: skip
+                                     str(folder / "device.key"))  # fmt: skip
             try:
-                yield console, broker, db, tmp_path
+                yield console, broker, db, folder
             finally:
                 console.stop()
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def stack(tmp_path: Path, db: str) -> Iterator[tuple[ConsoleProcess, LocalBroker, str, Path]]:
+    with running(db, tmp_path) as s:
+        yield s
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One event a pole sent, as the events page lists it; ``how`` for an activation."""
+
+    dev: str
+    kind: str
+    ev: str
+    ts: datetime
+    how: str = ""
+    id: str = ""
+
+    def row(self) -> tuple[str, str, str, str]:
+        return (local_time(self.ts), POLES[self.dev], self.kind, self.ev)
+
+
+POLES = {"test-0001": "T-1", "test-0002": "T-2"}
+
+
+@dataclass(frozen=True)
+class Seeded:
+    console: ConsoleProcess
+    t0: datetime  # a whole minute, two hours ago
+    sent: list[Sent]
+
+
+def _plan(t0: datetime) -> list[Sent]:
+    """Camera events 10 min apart, then bells pressed each way the board tells apart."""
+    at = lambda s: t0 + timedelta(seconds=s)  # noqa: E731
+    return [
+        Sent("test-0001", "camera", "lost", at(0)),
+        Sent("test-0002", "camera", "lost", at(600)),
+        Sent("test-0001", "camera", "restored", at(1200)),
+        Sent("test-0002", "camera", "restored", at(1800)),
+        # a press: T-2's press a second before is another pole's
+        Sent("test-0002", "bell", "pressed", at(2399)),
+        Sent("test-0001", "bell", "pressed", at(2400)),
+        Sent("test-0001", "bell", "activated", at(2400), how="press"),
+        # a hold: activated 3 s after the press
+        Sent("test-0002", "bell", "pressed", at(2997)),
+        Sent("test-0002", "bell", "activated", at(3000), how="hold"),
+        # a double: a second press 1.5 s after the first
+        Sent("test-0001", "bell", "pressed", at(3598.5)),
+        Sent("test-0001", "bell", "pressed", at(3600)),
+        Sent("test-0001", "bell", "activated", at(3600), how="double"),
+        # two single presses 4 s apart (immediate mode, short lockout): each a press
+        Sent("test-0002", "bell", "pressed", at(4196)),
+        Sent("test-0002", "bell", "activated", at(4196), how="press"),
+        Sent("test-0002", "bell", "pressed", at(4200)),
+        Sent("test-0002", "bell", "activated", at(4200), how="press"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def seeded(pg_server: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
+    """A console over events two poles sent through the broker and the real ingest."""
+    from agent.centre.ingest.localdb import LocalPostgres
+    from agent.centre.ingest.migrate import migrate
+
+    assert isinstance(pg_server, LocalPostgres)
+    db = pg_server.create_database("console_seeded")
+    migrate(db)
+    with running(db, tmp_path_factory.mktemp("seeded")) as (console, broker, _, _):
+        centre = Centre(broker.port, "pole/#")
+        try:
+            stampers = {dev: EventStamper(dev) for dev in POLES}
+            for dev, st in stampers.items():
+                birth = StatusMessage(dev=dev, state="online", why="birth", boot=st.boot_id,
+                                      ts=now_ms(), site="test-site", pole=POLES[dev],
+                                      place="시험용 폴", ver="0.1.0")  # fmt: skip
+                centre.publish(Topics("pole", "test-site", dev).status, encode(birth))
+            t0 = datetime.now().astimezone().replace(second=0, microsecond=0) - timedelta(hours=2)
+            sent = []
+            for e in _plan(t0):
+                st, ms = stampers[e.dev], int(e.ts.timestamp() * 1000)
+                event = (st.bell(ev=e.ev, ts=ms) if e.kind == "bell"
+                         else st.camera(ev=e.ev, cam="cam1", ts=ms))  # fmt: skip
+                centre.publish(Topics("pole", "test-site", e.dev).event(e.kind), encode(event))
+                sent.append(replace(e, id=event.id))
+            wait_until(lambda: query(db, "SELECT count(*) FROM events")[0][0] == len(sent))
+            wait_until(lambda: query(db, "SELECT count(*) FROM poles")[0][0] == len(POLES))
+            yield Seeded(console, t0, sent)
+        finally:
+            centre.close()
+
+
+def _event_rows(html: str) -> list[tuple[str, ...]]:
+    """The events table's rows as (time, pole, kind, what)."""
+    return re.findall(r'<tr class="[^"]*"><td>([^<]*)</td><td>([^<]*)</td><td>[^<]*</td>'
+                      r"<td>([^<]*)</td>\s*<td>([^<]*)", html)  # fmt: skip
+
+
+def test_the_events_page_filters_by_pole_kind_and_time(seeded: Seeded) -> None:
+    vic = Http(seeded.console.url)
+    assert vic.login("vic", PASSWORD) == 200
+
+    def shown(**q: str) -> list[tuple[str, ...]]:
+        code, html = vic.request("/events?" + urlencode(q))
+        assert code == 200, html[:2000]
+        return _event_rows(html)
+
+    def sent(pred: Callable[[Sent], bool] = lambda e: True) -> list[tuple[str, ...]]:
+        return [e.row() for e in sorted(seeded.sent, key=lambda e: e.ts, reverse=True) if pred(e)]
+
+    everything = shown()
+    assert sorted(everything) == sorted(sent())  # newest first; a press and its activation
+    assert [r[0] for r in everything] == sorted((r[0] for r in everything), reverse=True)
+    assert sorted(shown(pole="T-1")) == sorted(sent(lambda e: e.dev == "test-0001"))
+    assert sorted(shown(pole=" test-0002 ")) == sorted(sent(lambda e: e.dev == "test-0002"))
+    assert sorted(shown(kind="camera")) == sorted(sent(lambda e: e.kind == "camera"))
+    assert sorted(shown(pole="T-2", kind="bell")) == sorted(
+        sent(lambda e: e.dev == "test-0002" and e.kind == "bell"))  # fmt: skip
+    # the form's local minutes (the browser's datetime-local), or a script's ISO time with its
+    # offset; from is inclusive, to is exclusive
+    since = (seeded.t0 + timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M")
+    until = (seeded.t0 + timedelta(minutes=30)).isoformat()
+    window = sent(lambda e: seeded.t0 + timedelta(minutes=10) <= e.ts
+                  < seeded.t0 + timedelta(minutes=30))  # fmt: skip
+    assert len(window) == 2
+    assert sorted(shown(since=since, until=until)) == sorted(window)
+    assert sorted(shown(since=since, until=until, pole="T-1")) == [
+        sent(lambda e: e.ts == seeded.t0 + timedelta(minutes=20))[0]]  # fmt: skip
+    late = sent(lambda e: e.ts >= seeded.t0 + timedelta(minutes=65))
+    assert sorted(shown(since=(seeded.t0 + timedelta(minutes=65)).isoformat())) == sorted(late)
+    assert shown(pole="T-9") == []
+    code, body = vic.request("/events?kind=nonsense")
+    assert code == 400
+    assert "kind: expected one of bell, camera" in body
 
 
 def test_actions_need_a_session_a_csrf_token_and_a_role(
