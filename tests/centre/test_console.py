@@ -228,6 +228,17 @@ def test_the_events_page_filters_by_pole_kind_and_time(seeded: Seeded) -> None:
     assert "kind: expected one of bell, camera" in body
 
 
+def test_the_board_says_how_each_bell_was_pressed(seeded: Seeded) -> None:
+    """The board's query counts the pole's own presses since its previous activation."""
+    vic = Http(seeded.console.url)
+    assert vic.login("vic", PASSWORD) == 200
+    code, html = vic.request("/alarms/rows")
+    assert code == 200
+    board = dict(re.findall(r'<article class="alarm" id="alarm-([^"]+)".*?class="tag how">'
+                            r"([^<]*)</span>", html, re.S))  # fmt: skip
+    assert board == {e.id: e.how for e in seeded.sent if e.how}
+
+
 def test_actions_need_a_session_a_csrf_token_and_a_role(
     stack: tuple[ConsoleProcess, LocalBroker, str, Path],
 ) -> None:
