@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -74,7 +75,9 @@ def test_views_infer_the_press_and_judge_silence() -> None:
 
 
 @contextmanager
-def running(db: str, folder: Path) -> Iterator[tuple[ConsoleProcess, LocalBroker, str, Path]]:
+def running(
+    db: str, folder: Path, *extra: str
+) -> Iterator[tuple[ConsoleProcess, LocalBroker, str, Path]]:
     """Broker, ingest (a thread), console (a process) with an operator and a viewer."""
     broker = LocalBroker(folder / "broker").start()
     users = folder / "users.txt"
@@ -84,7 +87,7 @@ def running(db: str, folder: Path) -> Iterator[tuple[ConsoleProcess, LocalBroker
     try:
         with worker_thread(db, broker):
             console = ConsoleProcess(db, broker.port, users, "--key-file",
-                                     str(folder / "device.key"))  # fmt: skip
+                                     str(folder / "device.key"), *extra)  # fmt: skip
             try:
                 yield console, broker, db, folder
             finally:
@@ -269,6 +272,44 @@ def test_actions_need_a_session_a_csrf_token_and_a_role(
     assert "role" in body
     actions = {r[0] for r in query(db, "SELECT action FROM audit")}
     assert actions == {"login", "login-refused"}
+
+
+def test_a_session_ends_at_logout_when_idle_and_at_its_absolute_limit(
+    tmp_path: Path, db: str
+) -> None:
+    """A copied cookie is replayed too: a script ignores the cookie's Max-Age and a logout's
+    deletion, so the console itself must refuse it.  Idle limit 2 s, absolute limit 6 s."""
+    idle_s, absolute_s = 2, 6
+    with running(db, tmp_path, "--session-hours", str(idle_s / 3600),
+                 "--session-max-hours", str(absolute_s / 3600)) as (console, *_):  # fmt: skip
+        gone = Http(console.url)
+        assert gone.login("ana", PASSWORD) == 200
+        assert gone.request("/alarms/rows")[0] == 200
+        assert gone.request("/logout", {"csrf": gone.csrf("/alarms")})[0] == 200
+        assert gone.request("/alarms/rows")[0] == 401
+        assert "Log in" in gone.request("/alarms")[1]
+        assert [r[0] for r in query(db, "SELECT action FROM audit ORDER BY id")] == [
+            "login", "logout"]  # fmt: skip
+
+        idle = Http(console.url)  # logs in, then does nothing
+        assert idle.login("vic", PASSWORD) == 200
+        idle_cookie, idle_since = idle.cookie(), time.time()
+        busy = Http(console.url)  # logs in, then asks every 0.3 s
+        busy_login = time.time()
+        assert busy.login("ana", PASSWORD) == 200
+        while time.time() < idle_since + idle_s + 1:  # past the idle limit, whole seconds
+            assert busy.request("/alarms/rows")[0] == 200, "refused while in use"
+            time.sleep(0.3)
+        # idle for 3 s, 2 s under its absolute limit (busy's, logged in after, still works)
+        assert idle.replay("/alarms/rows", idle_cookie) == 401
+        assert idle.request("/alarms/rows")[0] == 401
+        assert "Log in" in idle.request("/alarms")[1]
+        while (code := busy.request("/alarms/rows")[0]) == 200:
+            assert time.time() < busy_login + absolute_s + 2, "never refused"
+            time.sleep(0.3)
+        assert code == 401
+        assert time.time() > busy_login + absolute_s - 1  # iat is whole seconds
+        assert busy.replay("/alarms/rows", busy.cookie()) == 401  # not just the jar
 
 
 def test_bell_to_board_to_ack_and_a_pole_going_offline_in_chromium(
