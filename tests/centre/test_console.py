@@ -285,9 +285,11 @@ def test_a_session_ends_at_logout_when_idle_and_at_its_absolute_limit(
         gone = Http(console.url)
         assert gone.login("ana", PASSWORD) == 200
         assert gone.request("/alarms/rows")[0] == 200
+        copied = gone.cookie()
         assert gone.request("/logout", {"csrf": gone.csrf("/alarms")})[0] == 200
         assert gone.request("/alarms/rows")[0] == 401
         assert "Log in" in gone.request("/alarms")[1]
+        assert gone.replay("/alarms/rows", copied) == 401
         assert [r[0] for r in query(db, "SELECT action FROM audit ORDER BY id")] == [
             "login", "logout"]  # fmt: skip
 

@@ -153,7 +153,7 @@ class Console:
         user = self.auth.require(request)
         self.auth.check_csrf(request, fields)
         await self.db.audit(user.name, user.role, "logout")
-        request.session.clear()
+        self.auth.logout(request)
         return RedirectResponse("/login", status_code=303)
 
     # ------------------------------------------------------------------ alarms
