@@ -314,6 +314,20 @@ def test_a_session_ends_at_logout_when_idle_and_at_its_absolute_limit(
         assert busy.replay("/alarms/rows", busy.cookie()) == 401  # not just the jar
 
 
+# Records each play() of an audio element (the board's chime) and whether it started.
+CHIME_SPY = """
+window.chimes = [];
+const play = HTMLMediaElement.prototype.play;
+HTMLMediaElement.prototype.play = function () {
+  const c = { src: this.currentSrc || this.src, ok: null };
+  window.chimes.push(c);
+  const started = play.call(this);
+  started.then(() => { c.ok = true; }, e => { c.ok = String(e); });
+  return started;
+};
+"""
+
+
 def test_bell_to_board_to_ack_and_a_pole_going_offline_in_chromium(
     stack: tuple[ConsoleProcess, LocalBroker, str, Path],
 ) -> None:
@@ -334,17 +348,28 @@ def test_bell_to_board_to_ack_and_a_pole_going_offline_in_chromium(
         wait_until(lambda: bool(query(db, "SELECT 1 FROM poles WHERE status = 'online'")))
         browser_login(driver, console.url, "ana", PASSWORD)
         assert driver.find_elements(By.ID, "no-alarms")
+        driver.execute_script(CHIME_SPY)
+        flash = driver.find_element(By.ID, "flash")
+        assert not flash.is_displayed()
         agent.press()
+        wait_until(flash.is_displayed)  # for 3 s from the alarm's notice
         card = wait_css(driver, ".alarm:not(.test)")
         assert "T-1" in card.text
         assert "시험용 폴" in card.text
-        assert "press" in card.text
+        # how it was pressed: test_the_board_says_how_each_bell_was_pressed
         assert driver.execute_script("return window.lastAlarm") == card.get_attribute("data-id")
+        assert driver.title.startswith("● ALARM")
+        wait_until(lambda: driver.execute_script("return window.chimes.every(c => c.ok !== null)"))
+        assert driver.execute_script("return window.chimes") == [
+            {"src": console.url + "/alarm.wav", "ok": True}]  # fmt: skip
+        assert driver.find_element(By.ID, "sound").text == "sound: on"  # not "click to allow"
         card.find_element(By.CSS_SELECTOR, "button.ack").click()
         wait_css(driver, "#ack-status.ok")
         assert "bell-ack pole answered: ok" in driver.find_element(By.ID, "ack-status").text
         wait_until(lambda: not driver.find_elements(By.CSS_SELECTOR, ".alarm:not(.test)"))
         wait_until(lambda: "ok" in driver.find_element(By.ID, "acks").text)
+        wait_until(lambda: not flash.is_displayed(), timeout=5)
+        assert len(driver.execute_script("return window.chimes")) == 1
         assert query(db, "SELECT operator, result FROM audit WHERE action = 'bell-ack'") == [
             ("ana", "ok")
         ]
