@@ -71,8 +71,8 @@ class Http:
 
     def __init__(self, base: str) -> None:
         self.base = base
-        jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
 
     def request(self, path: str, data: dict[str, str] | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, str]:  # fmt: skip
@@ -83,6 +83,16 @@ class Http:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
+
+    def cookie(self, name: str = "pole_console") -> str:
+        """The session cookie's value as the jar holds it now (a copy to replay later)."""
+        found = [c.value for c in self.jar if c.name == name]
+        assert found, f"no {name} cookie in the jar"
+        return str(found[0])
+
+    def replay(self, path: str, cookie: str, name: str = "pole_console") -> int:
+        """``path`` with a copied cookie, as a script that ignores Max-Age and logouts would."""
+        return Http(self.base).request(path, headers={"Cookie": f"{name}={cookie}"})[0]
 
     def csrf(self, path: str = "/login") -> str:
         found = re.search(r'name="csrf-token" content="([^"]+)"', self.request(path)[1])

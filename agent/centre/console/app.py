@@ -62,6 +62,7 @@ class ConsoleSettings:
     silent_after_s: float = 90.0
     secure_cookies: bool = False
     idle_s: float = 8 * 3600
+    absolute_s: float = 12 * 3600
 
 
 def _alarm_wav() -> bytes:
@@ -97,7 +98,7 @@ class Console:
         self.s = s
         self.db = Db(s.db)
         self.hub = Hub(s.db)
-        self.auth = Auth(UsersFile(s.users), idle_s=s.idle_s)
+        self.auth = Auth(UsersFile(s.users), idle_s=s.idle_s, absolute_s=s.absolute_s)
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.globals["local_time"] = views.local_time
         self.templates.env.globals["span"] = views.span
@@ -154,7 +155,7 @@ class Console:
         user = self.auth.require(request)
         self.auth.check_csrf(request, fields)
         await self.db.audit(user.name, user.role, "logout")
-        request.session.clear()
+        self.auth.logout(request)
         return RedirectResponse("/login", status_code=303)
 
     # ------------------------------------------------------------------ alarms
@@ -272,7 +273,8 @@ def create_app(s: ConsoleSettings) -> Starlette:
     ]
     middleware = [
         Middleware(SessionMiddleware, secret_key=s.secret, session_cookie="pole_console",
-                   max_age=int(s.idle_s), same_site="strict", https_only=s.secure_cookies),
+                   max_age=max(1, round(s.idle_s)), same_site="strict",
+                   https_only=s.secure_cookies),
     ]  # fmt: skip
     app = Starlette(routes=routes, middleware=middleware, lifespan=c.lifespan,
                     exception_handlers={HTTPException: c.error, Exception: c.error})  # fmt: skip

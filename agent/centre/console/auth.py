@@ -2,9 +2,13 @@
 
 The session is Starlette's signed cookie (itsdangerous, HttpOnly, SameSite=Strict, Secure
 behind TLS): it expires after ``idle_s`` without a request, and after ``absolute_s`` from the
-login whatever happens.  It holds the operator's name and a CSRF token; the role is read from
-the users file on every request, so removing an operator ends their sessions.  Every POST
-must carry the session's token, in the form field ``csrf`` or the header ``X-CSRF-Token``.
+login whatever happens.  The cookie's signature carries the time it was signed, which the
+middleware checks against ``idle_s``; a request of a logged-in operator re-signs it (at most
+once a second), so the limit counts from the last request, not from the login.  It holds the
+operator's name, a CSRF token and a session id; logging out revokes the id in this process
+(a copied cookie is refused too, until its absolute limit), and the role is read from the
+users file on every request, so removing an operator ends their sessions.  Every POST must
+carry the session's token, in the form field ``csrf`` or the header ``X-CSRF-Token``.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 from starlette.exceptions import HTTPException
@@ -58,19 +62,37 @@ class Auth:
     users: UsersFile
     idle_s: float = 8 * 3600
     absolute_s: float = 12 * 3600
+    # session ids logged out: when each would have reached its absolute limit anyway
+    revoked: dict[str, float] = field(default_factory=dict)
 
     def login(self, request: Request, user: User) -> None:
+        now = int(time.time())
         request.session.clear()
-        request.session.update(
-            {"user": user.name, "csrf": secrets.token_urlsafe(32), "iat": int(time.time())}
-        )
+        request.session.update({"user": user.name, "csrf": secrets.token_urlsafe(32),
+                                "sid": secrets.token_urlsafe(16), "iat": now,
+                                "seen": now})  # fmt: skip
+
+    def logout(self, request: Request) -> None:
+        """End the session: the cookie is cleared and its id refused from now on."""
+        now, s = time.time(), request.session
+        self.revoked = {k: until for k, until in self.revoked.items() if until > now}
+        if isinstance(sid := s.get("sid"), str):
+            self.revoked[sid] = float(s.get("iat", now)) + self.absolute_s
+        s.clear()
 
     def user(self, request: Request) -> User | None:
-        """The session's operator, or None (no session, expired, or removed from the file)."""
-        name, iat = request.session.get("user"), request.session.get("iat", 0)
-        if not isinstance(name, str) or time.time() - float(iat) > self.absolute_s:
+        """The session's operator, or None (no session, expired, logged out, or removed from
+        the file).  A valid session's cookie is re-signed: its idle limit starts again."""
+        s, now = request.session, time.time()
+        name, iat = s.get("user"), s.get("iat", 0)
+        if not isinstance(name, str) or now - float(iat) > self.absolute_s:
             return None
-        return self.users.get(name)
+        if s.get("sid") in self.revoked:
+            return None
+        user = self.users.get(name)
+        if user is not None and s.get("seen") != int(now):
+            s["seen"] = int(now)  # modified: the middleware signs the cookie again, now
+        return user
 
     @staticmethod
     def csrf_token(request: Request) -> str:

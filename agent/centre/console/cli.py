@@ -43,7 +43,7 @@ def _cmd_console(args: argparse.Namespace) -> int:
     settings = ConsoleSettings(
         db=args.db, users=users, commander=commander, secret=secret, tiles=args.tiles,
         silent_after_s=args.silent_after, secure_cookies=args.secure_cookies,
-        idle_s=args.session_hours * 3600,
+        idle_s=args.session_hours * 3600, absolute_s=args.session_max_hours * 3600,
     )  # fmt: skip
     lhost, lport = args.listen
     print(f"console: http://{lhost}:{lport}/ (operators in {users})", flush=True)
@@ -108,6 +108,8 @@ def register(csub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="show a pole offline (silent) unheard for S seconds (90)")  # fmt: skip
     p.add_argument("--session-hours", type=float, default=8.0,
                    help="a session ends after this long without a request (8)")  # fmt: skip
+    p.add_argument("--session-max-hours", type=float, default=12.0,
+                   help="and this long after the login, whatever happens (12)")  # fmt: skip
     p.add_argument("--secret-file", help="cookie signing secret (default: random per start)")
     p.add_argument("--secure-cookies", action="store_true",
                    help="mark the session cookie Secure (behind a TLS proxy)")  # fmt: skip
