@@ -311,6 +311,16 @@ def test_a_session_ends_at_logout_when_idle_and_at_its_absolute_limit(
         assert [r[0] for r in query(db, "SELECT action FROM audit ORDER BY id")] == [
             "login", "logout"]  # fmt: skip
 
+        # The live feed of a session ends when the session would (idle here), and says so:
+        # a wall board must not go on chiming at alarms it can no longer fetch.
+        feed = Http(console.url)
+        assert feed.login("vic", PASSWORD) == 200
+        opened = time.time()
+        code, events = feed.request("/live")  # read until the console ends the feed
+        assert code == 200
+        assert events.endswith("event: session\ndata: ended\n\n"), events[-200:]
+        assert time.time() - opened < idle_s + 2
+
         idle = Http(console.url)  # logs in, then does nothing
         assert idle.login("vic", PASSWORD) == 200
         idle_cookie, idle_since = idle.cookie(), time.time()
@@ -330,6 +340,22 @@ def test_a_session_ends_at_logout_when_idle_and_at_its_absolute_limit(
         assert code == 401
         assert time.time() > busy_login + absolute_s - 1  # iat is whole seconds
         assert busy.replay("/alarms/rows", busy.cookie()) == 401  # not just the jar
+
+        # In the browser: a board left open goes to the login page, saying why.
+        if (why := chromium_missing()) is not None:
+            pytest.skip(f"the browser part: {why}")
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        driver = chromium()
+        try:
+            browser_login(driver, console.url, "vic", PASSWORD)
+            driver.get(console.url + "/alarms")
+            wait_css(driver, "#live.on")
+            wait_css(driver, "#session-ended", timeout=idle_s + 10)
+            WebDriverWait(driver, 10).until(lambda d: "/login" in d.current_url)
+            assert "next=%2Falarms" in driver.current_url
+        finally:
+            driver.quit()
 
 
 # Records each play() of an audio element (the board's chime) and whether it started.

@@ -221,7 +221,8 @@ class Console:
 
     async def live(self, request: Request) -> Response:
         self.auth.require(request)
-        return StreamingResponse(self.hub.stream(), media_type="text/event-stream",
+        until = self.auth.expires(request)
+        return StreamingResponse(self.hub.stream(until), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store",
                                           "X-Accel-Buffering": "no"})  # fmt: skip
 

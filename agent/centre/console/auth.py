@@ -94,6 +94,14 @@ class Auth:
             s["seen"] = int(now)  # modified: the middleware signs the cookie again, now
         return user
 
+    def expires(self, request: Request) -> float:
+        """When the session ends if nothing else is asked (``time.time()``): its idle limit
+        from the last request, or its absolute limit, whichever is first."""
+        s = request.session
+        # "seen" is whole seconds: the cookie was signed up to a second after it.
+        idle_end = float(s.get("seen", 0)) + 1 + self.idle_s
+        return min(idle_end, float(s.get("iat", 0)) + self.absolute_s)
+
     @staticmethod
     def csrf_token(request: Request) -> str:
         """The session's token; a pre-login one for the login form itself."""

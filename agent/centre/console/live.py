@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import psycopg
@@ -99,8 +100,11 @@ class Hub:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
 
-    async def stream(self) -> AsyncIterator[str]:
-        """Server-sent events for one browser, until it goes away or :meth:`close`."""
+    async def stream(self, until: float | None = None) -> AsyncIterator[str]:
+        """Server-sent events for one browser, until it goes away, :meth:`close`, or
+        ``until`` (``time.time()``: when its session expires), which ends the feed with a
+        ``session`` event: the page then says so and goes to the login page, instead of
+        chiming at alarms it can no longer show."""
         if self.closed:
             return
         q: asyncio.Queue[Message] = asyncio.Queue(QUEUE)
@@ -108,8 +112,12 @@ class Hub:
         try:
             yield "retry: 3000\n\n"
             while True:
+                left = KEEPALIVE_S if until is None else min(KEEPALIVE_S, until - time.time())
+                if left <= 0:
+                    yield "event: session\ndata: ended\n\n"
+                    return
                 try:
-                    first = await asyncio.wait_for(q.get(), KEEPALIVE_S)
+                    first = await asyncio.wait_for(q.get(), left)
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue

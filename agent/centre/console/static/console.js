@@ -24,13 +24,32 @@
     window.lastAlarm = id;
   }
 
+  // A session that ended (idle, its absolute limit, a logout elsewhere) must be seen: a wall
+  // board that chimes but can no longer fetch its rows would look alive and show nothing.
+  let ended = false;
+  function sessionEnded() {
+    if (ended) return;
+    ended = true;
+    liveBadge.className = "live off";
+    const note = document.createElement("div");
+    note.id = "session-ended"; note.className = "flash"; note.setAttribute("role", "alert");
+    note.textContent = "Your session has ended: log in again to see new alarms";
+    document.body.prepend(note);
+    setTimeout(() => { location.href = "/login?next=" + encodeURIComponent(location.pathname); }, 1500);
+  }
+  const get = async url => {
+    const r = await fetch(url, { headers: { Accept: "text/html" } });
+    if (r.status === 401) sessionEnded();
+    return r;
+  };
+
   // Alarm board: one fetch of the rendered rows per burst (coalesced), not per notice.
   let refreshTimer = null; const fresh = new Set();
   function refreshBoard() {
     if (refreshTimer) return;
     refreshTimer = setTimeout(async () => {
       refreshTimer = null;
-      const r = await fetch("/alarms/rows", { headers: { Accept: "text/html" } });
+      const r = await get("/alarms/rows");
       if (!r.ok) return;
       const keep = {};
       document.querySelectorAll(".alarm .result").forEach(el => { keep[el.closest(".alarm").dataset.id] = el.outerHTML; });
@@ -53,6 +72,7 @@
       const r = await fetch(`/alarms/${encodeURIComponent(btn.dataset.id)}/ack`, {
         method: "POST", headers: { "X-CSRF-Token": csrf, Accept: "application/json" },
       });
+      if (r.status === 401) { sessionEnded(); return; }
       const body = await r.json();
       if (!r.ok) { out.className = "result bad"; out.textContent = body.error; btn.disabled = false; return; }
       const text = `pole answered: ${body.res}${body.why ? " (" + body.why + ")" : ""} · by ${body.by}`;
@@ -92,7 +112,7 @@
     if (timers[id]) return;
     timers[id] = setTimeout(async () => {
       timers[id] = null;
-      const r = await fetch(url, { headers: { Accept: "text/html" } });
+      const r = await get(url);
       if (!r.ok) return;
       const el = document.getElementById(id);
       const known = new Set([...el.querySelectorAll(".cand")].map(c => c.id));
@@ -113,7 +133,11 @@
       liveBadge.className = "live on";
       if (page === "lookout") refreshStatus(); // answers that came before the feed was open
     };
-    es.onerror = () => { liveBadge.className = "live off"; };
+    es.onerror = () => {
+      liveBadge.className = "live off";
+      if (es.readyState === EventSource.CLOSED) sessionEnded(); // refused (401): no retry
+    };
+    es.addEventListener("session", () => { es.close(); sessionEnded(); });
     es.addEventListener("alarm", e => {
       const d = JSON.parse(e.data); fresh.add(d.id); alert_(d.id);
       if (page === "alarms") refreshBoard();
