@@ -6,9 +6,12 @@
    in its child process) against a private mosquitto, once per variant: ``detection.memory``
    fast / balanced / lean, with the FP32 default model and (unless ``--no-int8``) the INT8
    one made by ``pole-agent model quantize`` (``bench/int8.py``).  After ``--settle``
-   seconds: RSS and PSS of the agent and of its vision child.  PSS counts a page shared by
-   both processes (libpython, pydantic's core) once, split between them: the sum of PSS is
-   what the two cost the box together; the sum of RSS counts shared pages twice.
+   seconds: RSS and PSS of the agent and of its vision child, and (as root) the distinct
+   physical pages the two map, from /proc/PID/pagemap: what the whole agent holds in RAM,
+   each page once.  The sum of RSS counts a page both processes map (libpython, pydantic's
+   core, libc) twice; PSS splits a shared page between *every* process that maps it, so
+   other programs on the machine that load the same libraries lower it: the distinct
+   pages are the measure of "the whole agent is resident in N MB".
 2. Speed of the same settings: one Detector per (model, memory) in this process, run on the
    same decoded frames in alternating rounds; median wall ms and CPU ms per frame, and the
    ratio to ``fast`` (the old default) of the same model.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -48,6 +52,32 @@ def status_kb(pid: int) -> dict[str, int]:
     return out
 
 
+def frames(pid: int) -> set[int]:
+    """The physical page frames ``pid`` has resident (root only: others read zeros)."""
+    out: set[int] = set()
+    with open(f"/proc/{pid}/pagemap", "rb") as pagemap:
+        for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+            if line.endswith("[vsyscall]"):
+                continue
+            start, end = (int(x, 16) for x in line.split()[0].split("-"))
+            pagemap.seek(start // 4096 * 8)
+            data = pagemap.read((end - start) // 4096 * 8)
+            for (entry,) in struct.iter_unpack("Q", data):
+                if entry >> 63:  # present
+                    out.add(entry & ((1 << 55) - 1))
+    return out
+
+
+def distinct_kb(pids: list[int]) -> int:
+    """kB of distinct resident pages of ``pids`` together; 0 when not root."""
+    if os.geteuid() != 0:
+        return 0
+    every: set[int] = set()
+    for pid in pids:
+        every |= frames(pid)
+    return len(every) * 4
+
+
 def children(pid: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
     return [int(p) for p in out.stdout.split()]
@@ -67,7 +97,8 @@ def agent_memory(
         kids = children(agent.proc.pid)
         if len(kids) != 1:
             raise RuntimeError(f"expected one vision child, found {kids}")
-        return status_kb(agent.proc.pid), status_kb(kids[0])
+        both = distinct_kb([agent.proc.pid, kids[0]])
+        return status_kb(agent.proc.pid), {**status_kb(kids[0]), "Distinct": both}
     finally:
         agent.stop()
 
@@ -146,15 +177,16 @@ def main() -> int:
     print("1. whole agent, one camera at 5 fps, MB (median over rounds)")
     print(
         "  model  memory     agent RSS  child RSS  child peak  RSS sum   agent PSS  child PSS"
-        "  PSS sum"
+        "  PSS sum  distinct"
     )
     for (model, mode), samples in rows.items():
         a, c = _med(samples, 0, "VmRSS"), _med(samples, 1, "VmRSS")
         ap_, cp = _med(samples, 0, "Pss"), _med(samples, 1, "Pss")
         peak = _med(samples, 1, "VmHWM")
+        both = _med(samples, 1, "Distinct")
         print(
             f"  {model:5s}  {mode:9s} {a:9.1f} {c:10.1f} {peak:11.1f} {a + c:8.1f}"
-            f" {ap_:10.1f} {cp:10.1f} {ap_ + cp:8.1f}"
+            f" {ap_:10.1f} {cp:10.1f} {ap_ + cp:8.1f} {both or float('nan'):9.1f}"
         )
     print(f"load average after part 1: {os.getloadavg()}\n")
 

@@ -169,6 +169,9 @@ def _plan(t0: datetime) -> list[Sent]:
         Sent("test-0002", "bell", "activated", at(4196), how="press"),
         Sent("test-0002", "bell", "pressed", at(4200)),
         Sent("test-0002", "bell", "activated", at(4200), how="press"),
+        # a long hold (hold_s may be up to 60 s): pressed 45 s before its activation
+        Sent("test-0001", "bell", "pressed", at(4755)),
+        Sent("test-0001", "bell", "activated", at(4800), how="hold"),
     ]
 
 

@@ -20,7 +20,7 @@ Row = dict[str, Any]
 
 # Open alarms, and test activations of the last 15 minutes (tests never open an alarm but the
 # operator sees that the test arrived).  ``presses``/``last_press``: the pole's ``pressed``
-# events since its previous activation (at most 10 s, the longest double-press window), from
+# events since its previous activation (at most 65 s back: the longest hold is 60 s), from
 # which the board infers how the bell was pressed.  "Since" is strict: in immediate mode the
 # previous activation's own press has the same time as that activation, and is not this one's.
 _ALARMS = """
@@ -38,10 +38,10 @@ LEFT JOIN snapshots s ON s.event_id = e.id
 LEFT JOIN LATERAL (
     SELECT count(*) AS presses, max(x.ts) AS last_press FROM events x
     WHERE x.dev = e.dev AND x.boot = e.boot AND x.kind = 'bell' AND x.ev = 'pressed'
-      AND x.ts BETWEEN e.ts - interval '10 seconds' AND e.ts
+      AND x.ts BETWEEN e.ts - interval '65 seconds' AND e.ts
       AND x.ts > coalesce((
           SELECT max(a.ts) FROM events a WHERE a.dev = e.dev AND a.kind = 'bell'
-            AND a.ev = 'activated' AND a.ts < e.ts AND a.ts > e.ts - interval '10 seconds'),
+            AND a.ev = 'activated' AND a.ts < e.ts AND a.ts > e.ts - interval '65 seconds'),
           '-infinity')
 ) pr ON true
 ORDER BY e.ts DESC

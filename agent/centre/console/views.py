@@ -35,8 +35,8 @@ def how_pressed(row: Row) -> str:
     """press, hold or double, inferred from the pole's ``pressed`` rows before the activation.
 
     The contract does not name the bell's mode; the presses tell it: two presses since the
-    previous activation (within 10 s) is a double press, an activation well after its press is
-    a hold, else a press.  Unknown when the presses were not (yet) received.
+    previous activation (within 65 s: a hold lasts up to 60 s) is a double press, an activation
+    well after its press is a hold, else a press.  Unknown when the presses were not (yet) received.
     """
     presses, last = row.get("presses") or 0, row.get("last_press")
     if not presses or last is None:
