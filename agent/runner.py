@@ -359,6 +359,7 @@ class Runner:
             log.error("reload refused: %s", todo.restart_needed)
             return self._reloaded(False, todo.restart_needed, todo.restart_needed)
         if todo.nothing:
+            log.info("reload: config %s unchanged (secret files too)", config_hash(new))
             return self._reloaded(True, "unchanged", None)
         log.info(
             "reload: applying config %s (changed: %s; rebuilding: %s)",
