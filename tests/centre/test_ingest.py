@@ -211,6 +211,34 @@ def test_gaps_are_lost_after_the_window_late_when_they_come_and_dropped_at_once(
         assert (2, 2) not in [r[:2] for r in query(db, gaps)]  # reordered, never reported
 
 
+def test_a_pole_without_heartbeats_goes_silent_and_its_next_heartbeat_revives_it(
+    db: str, broker: LocalBroker, centre: Centre
+) -> None:
+    st = EventStamper("p1")
+    status = "SELECT status, status_why FROM poles WHERE dev = 'p1'"
+    with worker_thread(db, broker, silent_after_s=2.0):
+        # Stamped 20 s ago: the age counts from its arrival, the period from the stamps.
+        first = st.health(up=1, ver="0.1", cfg="c", ts=int(time.time() * 1000) - 20_000)
+        centre.publish(f"{BASE}/heartbeat", encode(first))
+        wait_until(lambda: query(db, status) == [("online", "heard")])
+        # Events keep coming, heartbeats do not: silent all the same (judged on heartbeats).
+        deadline = time.monotonic() + 20
+        while query(db, status) != [("offline", "silent")]:
+            assert time.monotonic() < deadline, query(db, status)
+            rule = st.rule(rule="r1", type="intrusion", cam="c1", zone="z", tids=[1])
+            centre.publish(f"{BASE}/event/rule", encode(rule))
+            time.sleep(0.5)
+        assert count(db) > 2  # the events were stored, and did not count as heartbeats
+        beat = st.health(up=21, ver="0.1", cfg="c")
+        centre.publish(f"{BASE}/heartbeat", encode(beat))
+        wait_until(lambda: query(db, status) == [("online", "heard")])
+        # Two heartbeats ~20 s apart by their stamps: silent after 3 x 20 s, not the 2 s floor.
+        period = query(db, "SELECT heartbeat_period_s FROM poles")[0][0]
+        assert period == (beat.ts - first.ts) / 1000
+        time.sleep(5.0)
+        assert query(db, status) == [("online", "heard")]
+
+
 def test_kill_9_mid_burst_loses_nothing(db: str, broker: LocalBroker, centre: Centre) -> None:
     proc = IngestProc(db, broker, "--group", "g")
     st = EventStamper("p1")
