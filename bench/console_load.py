@@ -26,8 +26,7 @@ from typing import Any
 
 from agent.centre.ingest.localdb import LocalPostgres
 from agent.centre.ingest.migrate import migrate
-from agent.dev.broker import LocalBroker
-from bench.fleet import Fleet, pct, stamped, start_ingest, steady, wait_ingest
+from bench.fleet import Fleet, Mosquitto, pct, stamped, start_ingest, steady, wait_ingest
 from tests.centre.consolekit import ConsoleProcess, Http, add_user
 
 PAGES = ["/alarms", "/poles", "/events", "/alarms/rows"]
@@ -142,15 +141,17 @@ def main() -> None:
     args = parse_args()
     work = Path(tempfile.mkdtemp(prefix="console-load-"))
     pg = LocalPostgres(fsync=True).start()
-    broker = LocalBroker(work / "broker").start()
+    broker = Mosquitto(work)
+    broker.start()
     url = pg.create_database("load")
     migrate(url)
-    ingest = start_ingest(url, broker.port, 1)
+    log = work / "ingest.log"
+    ingest = start_ingest(url, broker.ingest_args(), 1, log)
     add_user(work / "users.txt", "bench", "operator", "bench-password")
-    console = ConsoleProcess(url, broker.port, work / "users.txt")
-    fleet = Fleet(args.poles, args.connections, broker.port)
+    console = ConsoleProcess(url, broker.b.port, work / "users.txt")
+    fleet = Fleet(args.poles, args.connections, broker)
     try:
-        wait_ingest(broker, 1)
+        wait_ingest(log, 1)  # its SUBACK: what the poles send before it would be dropped
         fleet.connect()
         http = Http(console.url)
         assert http.login("bench", "bench-password") == 200

@@ -234,18 +234,6 @@ class Broker(ABC):
     def restart(self) -> None: ...
     @abstractmethod
     def ingest_args(self) -> list[str]: ...
-    @abstractmethod
-    def ingest_connected(self) -> set[str]: ...
-
-    def wait_ingest(self, workers: int, timeout: float = 60.0) -> None:
-        """Until every worker has (re)connected (and, a moment later, subscribed)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(self.ingest_connected()) >= workers:
-                time.sleep(1.0)
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"the ingest workers did not connect to {self.name}")
 
 
 class Mosquitto(Broker):
@@ -268,10 +256,6 @@ class Mosquitto(Broker):
 
     def ingest_args(self) -> list[str]:
         return ["--broker", f"127.0.0.1:{self.b.port}"]
-
-    def ingest_connected(self) -> set[str]:
-        text = self.b.log.read_text() if self.b.log.exists() else ""
-        return set(re.findall(r" as (ingest-\S+) ", text))
 
 
 class Nats(Broker):
@@ -298,21 +282,30 @@ class Nats(Broker):
     def ingest_args(self) -> list[str]:
         return ["--nats", ",".join(f"nats://127.0.0.1:{n.client_port}" for n in self.c.nodes)]
 
-    def ingest_connected(self) -> set[str]:
-        names: set[str] = set()
-        for node in self.c.nodes:
-            try:
-                conns = node.monitor("/connz?limit=4096").get("connections") or []
-            except (OSError, ValueError):
-                continue
-            names |= {c.get("name", "") for c in conns if c.get("name", "").startswith("ingest-")}
-        return names
-
 
 BROKERS: dict[str, Callable[[Path], Broker]] = {"mosquitto": Mosquitto, "nats": Nats}
 
 
-def storm(fleet: Fleet, broker: Broker, backlog: int, workers: int) -> tuple[int, float]:
+_READY = re.compile(r"(ingest-\S+): (?:subscribed to|pulling from) ")
+
+
+def wait_ingest(log: Path, workers: int, since: int = 0, timeout: float = 120.0) -> None:
+    """Until ``workers`` distinct workers logged, after byte ``since`` of the ingest's log,
+    that they consume: the SUBACK of their ``$share`` subscription (MQTT), or the bind to
+    the durable consumer (NATS).  Not a fixed sleep: under load a worker took 3-4 s, and
+    what a ``$share`` group without it is sent is dropped."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with log.open("rb") as f:
+            f.seek(since)
+            text = f.read().decode(errors="replace")
+        if len(set(_READY.findall(text))) >= workers:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"the ingest workers did not subscribe in {timeout:g} s; see {log}")
+
+
+def storm(fleet: Fleet, broker: Broker, backlog: int, workers: int, log: Path) -> tuple[int, float]:
     """Broker restart; every pole reconnects and replays ``backlog`` events, alarms first.
 
     On mosquitto the poles replay once the ingest is back: mosquitto 2.0 does not keep a
@@ -327,9 +320,10 @@ def storm(fleet: Fleet, broker: Broker, backlog: int, workers: int) -> tuple[int
         queued += [(i, *p.object()) for _ in range(per_pole - 1)]
     queued.sort(key=lambda q: int(getattr(q[2], "pri", 4)))  # the spool's replay order
     fleet.close()
+    since = log.stat().st_size
     broker.restart()
     if not broker.keeps_messages:
-        broker.wait_ingest(workers)
+        wait_ingest(log, workers, since)
     fleet.connect()
     t0 = time.monotonic()
     for i, topic, msg in queued:
@@ -337,12 +331,16 @@ def storm(fleet: Fleet, broker: Broker, backlog: int, workers: int) -> tuple[int
     return len(queued), t0
 
 
-def start_ingest(url: str, broker: Broker, workers: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "agent", "centre", "ingest", "--db", url, *broker.ingest_args(),
-         "--group", f"w{workers}", "--workers", str(workers)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+def start_ingest(
+    url: str, broker_args: list[str], workers: int, log: Path
+) -> subprocess.Popen[bytes]:
+    """The ingest, its log (every worker's stderr) into ``log``, for :func:`wait_ingest`."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "agent", "centre", "ingest", "--db", url, *broker_args,
+             "--group", f"w{workers}", "--workers", str(workers)],
+            cwd=ROOT, stdout=out, stderr=out, start_new_session=True,
+        )  # fmt: skip
 
 
 def one_run(pg: LocalPostgres, args: argparse.Namespace, name: str, workers: int) -> Run:
@@ -352,11 +350,12 @@ def one_run(pg: LocalPostgres, args: argparse.Namespace, name: str, workers: int
     url = pg.create_database(f"fleet_{name}_{workers}_{os.getpid()}")
     migrate(url)
     run = Run(name, workers)
-    ingest = start_ingest(url, broker, workers)
+    log = work / "ingest.log"
+    ingest = start_ingest(url, broker.ingest_args(), workers, log)
     watch = AlarmWatch(url)
     fleet = Fleet(args.poles, args.connections, broker)
     try:
-        broker.wait_ingest(workers)
+        wait_ingest(log, workers)
         fleet.connect()
         t0 = time.monotonic()
         sent = steady(fleet, args)
@@ -366,7 +365,7 @@ def one_run(pg: LocalPostgres, args: argparse.Namespace, name: str, workers: int
         run.steady_rate = committed(url) / elapsed
         run.lat = watch.take()
         before = committed(url)
-        n, t0 = storm(fleet, broker, args.backlog, workers)
+        n, t0 = storm(fleet, broker, args.backlog, workers, log)
         run.first_s = wait_count(url, before + 1, args.timeout, every=0.05)
         wait_count(url, before + n, args.timeout)
         run.drain_s = time.monotonic() - t0

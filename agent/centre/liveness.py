@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_PERIOD_S", "FACTOR", "Liveness"]
+__all__ = ["DEFAULT_PERIOD_S", "FACTOR", "MIN_PERIOD_S", "Liveness"]
 
 DEFAULT_PERIOD_S = 30.0  # health.heartbeat_s's default
 FACTOR = 3.0  # silent after this many periods without a heartbeat

@@ -10,6 +10,7 @@ see that a pole works; the tests and the demo use it too.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 import time
@@ -29,6 +30,8 @@ from agent.mqtt.client import ClientSpec, new_client
 __all__ = ["Monitor", "MonitorView", "connect_client"]
 
 DEDUP_WINDOW = 10_000
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -257,6 +260,7 @@ class Monitor:
         self.on_line = on_line
         self.done = threading.Event()
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
@@ -265,6 +269,16 @@ class Monitor:
             self.done.set()
             return
         client.subscribe(self.filter, qos=1)
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
+        """The SUBACK, on the log (stderr, not the output): what is published from now on is
+        seen; a script that drives the monitor waits for this line."""
+        failed = [c for c in codes if c.is_failure]
+        if failed:
+            self._emit(f"broker refused the subscription to {self.filter}: {failed[0]}")
+            self.done.set()
+            return
+        log.info("monitor: subscribed to %s", self.filter)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         with self._lock:

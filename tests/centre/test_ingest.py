@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -66,8 +65,7 @@ def worker_thread(db: str, broker: LocalBroker, **kw: Any) -> Iterator[IngestWor
     stop = threading.Event()
     t = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     t.start()
-    assert worker.connected.wait(10)
-    time.sleep(0.3)  # the SUBACK
+    assert worker.subscribed.wait(30), "the ingest worker got no SUBACK"
     try:
         yield worker
     finally:
@@ -75,12 +73,56 @@ def worker_thread(db: str, broker: LocalBroker, **kw: Any) -> Iterator[IngestWor
         t.join(10)
 
 
-def ingest_proc(db: str, broker: LocalBroker, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "agent", "centre", "ingest", "--db", db,
-         "--broker", f"127.0.0.1:{broker.port}", *extra],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+class IngestProc:
+    """``pole-agent centre ingest`` as a process; its log (stderr) is read as it comes.
+
+    :meth:`wait_subscribed` returns once the worker logged its SUBACK: before that, a
+    ``$share`` group without it drops what is published (mosquitto keeps no session for
+    absent members), so a test must not publish before it.
+    """
+
+    def __init__(self, db: str, broker: LocalBroker, *extra: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agent", "centre", "ingest", "--db", db,
+             "--broker", f"127.0.0.1:{broker.port}", *extra],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.lines: list[str] = []
+        self._subscribed = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            if ": subscribed to " in line:
+                self._subscribed.set()
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def wait_subscribed(self, timeout: float = 60.0) -> None:
+        if not self._subscribed.wait(timeout):
+            raise AssertionError(f"the ingest did not subscribe in {timeout} s:\n{self.log}")
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self._reader.join(10)
+
+    def stop(self) -> str:
+        """SIGTERM, wait; the whole log."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._reader.join(10)
+        return self.log
 
 
 def test_parse_rejects_what_breaks_the_contract() -> None:
@@ -169,44 +211,71 @@ def test_gaps_are_lost_after_the_window_late_when_they_come_and_dropped_at_once(
         assert (2, 2) not in [r[:2] for r in query(db, gaps)]  # reordered, never reported
 
 
+def test_a_pole_without_heartbeats_goes_silent_and_its_next_heartbeat_revives_it(
+    db: str, broker: LocalBroker, centre: Centre
+) -> None:
+    st = EventStamper("p1")
+    status = "SELECT status, status_why FROM poles WHERE dev = 'p1'"
+    # 6 s: longer than last_seen's coarseness (5 s), so that events every 0.5 s would keep a
+    # judgement on last_seen from ever finding the pole silent.
+    floor = 6.0
+    with worker_thread(db, broker, silent_after_s=floor):
+        # Stamped 20 s ago: the age counts from its arrival, the period from the stamps.
+        first = st.health(up=1, ver="0.1", cfg="c", ts=int(time.time() * 1000) - 20_000)
+        centre.publish(f"{BASE}/heartbeat", encode(first))
+        wait_until(lambda: query(db, status) == [("online", "heard")])
+        # Events keep coming, heartbeats do not: silent all the same (judged on heartbeats).
+        deadline = time.monotonic() + 30
+        while query(db, status) != [("offline", "silent")]:
+            assert time.monotonic() < deadline, query(db, status)
+            rule = st.rule(rule="r1", type="intrusion", cam="c1", zone="z", tids=[1])
+            centre.publish(f"{BASE}/event/rule", encode(rule))
+            time.sleep(0.5)
+        assert count(db) > 2  # the events were stored, and did not count as heartbeats
+        beat = st.health(up=21, ver="0.1", cfg="c")
+        centre.publish(f"{BASE}/heartbeat", encode(beat))
+        wait_until(lambda: query(db, status) == [("online", "heard")])
+        # Two heartbeats over 20 s apart by their stamps: silent after 3 periods, not the floor.
+        period = query(db, "SELECT heartbeat_period_s FROM poles")[0][0]
+        assert period == (beat.ts - first.ts) / 1000
+        time.sleep(floor + 4.0)  # the floor, and the sweeper's round (floor / 2), and a margin
+        assert query(db, status) == [("online", "heard")]
+
+
 def test_kill_9_mid_burst_loses_nothing(db: str, broker: LocalBroker, centre: Centre) -> None:
-    proc = ingest_proc(db, broker, "--group", "g")
+    proc = IngestProc(db, broker, "--group", "g")
     st = EventStamper("p1")
     burst = [st.object(ev="update", cam="c", tid=i, cls="car", sc=0.5, box=(0, 0, 1, 1))
              for i in range(3000)]  # fmt: skip
     try:
-        time.sleep(2.0)
+        proc.wait_subscribed()
         for i, e in enumerate(burst):
             centre.client.publish(f"{BASE}/event/object", encode(e), qos=1)
             if i == 1500:
                 wait_until(lambda: count(db) > 0)
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+                proc.kill()
         centre.publish(f"{BASE}/event/object", encode(burst[-1]))  # the rest is flushed
         before = count(db)
         assert before < len(burst)
-        proc = ingest_proc(db, broker, "--group", "g")  # same client id: its session resumes
+        proc = IngestProc(db, broker, "--group", "g")  # same client id: its session resumes
         wait_until(lambda: count(db) == len(burst), timeout=40)
     finally:
-        proc.terminate()
-        proc.communicate(timeout=15)
+        proc.stop()
 
 
 def test_two_workers_share_a_burst(db: str, broker: LocalBroker, centre: Centre) -> None:
-    procs = [ingest_proc(db, broker, "--group", "g2", "--index", str(i)) for i in (0, 1)]
+    procs = [IngestProc(db, broker, "--group", "g2", "--index", str(i)) for i in (0, 1)]
     st = EventStamper("p1")
     burst = [st.object(ev="update", cam="c", tid=i, cls="car", sc=0.5, box=(0, 0, 1, 1))
              for i in range(2000)]  # fmt: skip
     try:
-        time.sleep(2.0)
+        for p in procs:
+            p.wait_subscribed()
         for e in burst:
             centre.client.publish(f"{BASE}/event/object", encode(e), qos=1)
         wait_until(lambda: count(db) == len(burst), timeout=40)
     finally:
-        outs = []
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-            outs.append(p.communicate(timeout=15)[1])
+        outs = [p.stop() for p in procs]
     stored = [int(o.split("Counts(events=")[1].split(",")[0]) for o in outs]
     assert all(n > 0 for n in stored), outs
     assert sum(stored) == len(burst)

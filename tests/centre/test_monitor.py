@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 from agent.centre.gaps import SeqTracker
@@ -69,13 +69,29 @@ def test_monitor_command_against_a_broker(broker: LocalBroker, centre: Centre) -
          "--count", "3", "--timeout", "30"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
-    time.sleep(1.5)  # let it subscribe
+    err_lines: list[str] = []
+    subscribed = threading.Event()
+
+    def read_log() -> None:  # publishing before its SUBACK would lose the events
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            err_lines.append(line)
+            if "monitor: subscribed to " in line:
+                subscribed.set()
+
+    reader = threading.Thread(target=read_log, daemon=True)
+    reader.start()
+    assert subscribed.wait(60), "".join(err_lines)
     st = EventStamper("p1")
     events = [st.bell(ev="pressed"), st.bell(ev="activated"), st.bell(ev="released", held=400)]
     for event in [events[0], events[0], *events[1:]]:  # one duplicate on the wire
         centre.publish(f"{BASE}/event/bell", encode(event))
     centre.publish(f"{BASE}/event/bell", b"not json")
-    out, err = proc.communicate(timeout=40)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    proc.wait(40)
+    reader.join(10)
+    err = "".join(err_lines)
     assert proc.returncode in (0, 1), err
     assert out.count("BELL ") == 3
     assert "3 events, 1 duplicates, 0 gaps" in out

@@ -197,7 +197,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )  # fmt: skip
     p.add_argument(
         "--silent-after", type=float, default=90.0, metavar="S",
-        help="a pole unheard for S seconds is offline, why silent (default 90)",
+        help="a pole whose last heartbeat came more than max(S, 3 heartbeat periods, learnt "
+        "from its heartbeats) ago is offline, why silent (default 90)",
     )  # fmt: skip
     access_args(p)
     p.set_defaults(func=_cmd_ingest)

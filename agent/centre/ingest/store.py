@@ -24,6 +24,7 @@ from agent.centre.ingest.records import (
     StatusRecord,
     utc,
 )
+from agent.centre.liveness import MIN_PERIOD_S
 
 __all__ = ["Store", "Written"]
 
@@ -37,17 +38,21 @@ ON CONFLICT (id) DO NOTHING
 RETURNING id
 """
 
+# A birth is proof of life too (the age of a pole back from a will counts from it); a new
+# boot may run a new config, so its heartbeat period is learnt again.
 _BIRTH = """
 INSERT INTO poles AS p (dev, site, pole, place, addr, lat, lon, boot, ver, cfg, broker, birth,
-                        birth_at, status, status_why, status_at, last_seen)
+                        birth_at, status, status_why, status_at, last_seen, heard_at)
 VALUES (%(dev)s, %(site)s, %(pole)s, %(place)s, %(addr)s, %(lat)s, %(lon)s, %(boot)s, %(ver)s,
-        %(cfg)s, %(broker)s, %(birth)s, %(at)s, 'online', 'birth', %(at)s, now())
+        %(cfg)s, %(broker)s, %(birth)s, %(at)s, 'online', 'birth', %(at)s, now(), now())
 ON CONFLICT (dev) DO UPDATE SET
     site = EXCLUDED.site, pole = EXCLUDED.pole, place = EXCLUDED.place, addr = EXCLUDED.addr,
     lat = EXCLUDED.lat, lon = EXCLUDED.lon, boot = EXCLUDED.boot, ver = EXCLUDED.ver,
     cfg = EXCLUDED.cfg, broker = EXCLUDED.broker, birth = EXCLUDED.birth,
     birth_at = EXCLUDED.birth_at, status = 'online', status_why = 'birth',
-    status_at = EXCLUDED.status_at, last_seen = now()
+    status_at = EXCLUDED.status_at, last_seen = now(), heard_at = now(),
+    heartbeat_period_s = CASE WHEN p.boot IS DISTINCT FROM EXCLUDED.boot THEN NULL
+                              ELSE p.heartbeat_period_s END
 WHERE p.status_at IS NULL OR p.status_at <= EXCLUDED.status_at
 """
 
@@ -59,13 +64,25 @@ ON CONFLICT (dev) DO UPDATE SET status = 'offline', status_why = EXCLUDED.status
 WHERE p.status_at IS NULL OR p.status_at <= EXCLUDED.status_at
 """
 
-# A heartbeat is proof of life: a pole judged silent is online again.
+# A heartbeat is proof of life: heard_at (its arrival, the centre's clock) is what the
+# sweeper's silent judgement ages, and a pole judged silent is online again.  The period is
+# learnt as agent.centre.liveness does: the shortest spacing of the stamps (ts) of two
+# heartbeats of one boot, at least MIN_PERIOD_S (shorter is a clock step).
 _HEARTBEAT = """
 INSERT INTO poles AS p (dev, site, boot, status, status_why, status_at, heartbeat, heartbeat_at,
-                        last_seen)
-VALUES (%(dev)s, %(site)s, %(boot)s, 'online', 'heard', %(at)s, %(hb)s, %(at)s, now())
+                        last_seen, heard_at)
+VALUES (%(dev)s, %(site)s, %(boot)s, 'online', 'heard', %(at)s, %(hb)s, %(at)s, now(), now())
 ON CONFLICT (dev) DO UPDATE SET
     heartbeat = EXCLUDED.heartbeat, heartbeat_at = EXCLUDED.heartbeat_at, last_seen = now(),
+    heard_at = now(),
+    heartbeat_period_s = CASE
+        WHEN p.heartbeat->>'boot' = EXCLUDED.boot
+             AND extract(epoch FROM EXCLUDED.heartbeat_at - p.heartbeat_at) >= %(min_s)s
+             AND (p.heartbeat_period_s IS NULL OR
+                  extract(epoch FROM EXCLUDED.heartbeat_at - p.heartbeat_at)
+                  < p.heartbeat_period_s)
+        THEN extract(epoch FROM EXCLUDED.heartbeat_at - p.heartbeat_at)::float8
+        ELSE p.heartbeat_period_s END,
     status = CASE WHEN p.status_why = 'silent' THEN 'online' ELSE p.status END,
     status_why = CASE WHEN p.status_why = 'silent' THEN 'heard' ELSE p.status_why END
 WHERE p.heartbeat_at IS NULL OR p.heartbeat_at <= EXCLUDED.heartbeat_at
@@ -221,7 +238,10 @@ class Store:
     def _beat(r: EventRecord) -> dict[str, Any]:
         e = r.event
         facts = e.model_dump(mode="json", exclude_none=True, exclude={"v", "k", "pri"})
-        return {"dev": e.dev, "site": r.site, "boot": e.boot, "at": utc(e.ts), "hb": Jsonb(facts)}
+        return {
+            "dev": e.dev, "site": r.site, "boot": e.boot, "at": utc(e.ts), "hb": Jsonb(facts),
+            "min_s": MIN_PERIOD_S,
+        }  # fmt: skip
 
 
 def _open_params(r: EventRecord) -> tuple[Any, ...]:

@@ -6,8 +6,15 @@ insertion order), feeds a :class:`SeqTracker`, and writes its lost and late outc
 ``gaps``.  Rows committed out of ``rx`` order are caught by reading a little behind the last
 position (an overlap of a few seconds; the tracker ignores what it has seen).
 
-It also marks poles offline, why ``silent``, when nothing came from them for ``silent_after``:
-a broker that dies with the pole's session publishes no last will.
+It is also the ingest's silence judge: a broker that dies with the pole's session publishes
+no last will, so an ``online`` pole whose last heartbeat (or birth) arrived longer ago than
+``max(silent_after, FACTOR x its heartbeat period)`` is marked offline, why ``silent`` -- the
+monitor's rule (:mod:`agent.centre.liveness`), with ``silent_after`` as the floor and the
+period learnt from the pole's heartbeats by :mod:`agent.centre.ingest.store` (``poles.
+heartbeat_period_s``; until two were seen, the floor alone).  The age is ``heard_at``, the
+arrival of the last heartbeat, not ``last_seen``: a pole whose events still come but whose
+heartbeats stopped is judged silent too (its health loop is stuck or its heartbeats are
+lost: worth an operator's look), as the monitor judges it.  Its next heartbeat revives it.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any
 import psycopg
 
 from agent.centre.gaps import Gap, SeqTracker, dropped_ranges
+from agent.centre.liveness import FACTOR
 
 __all__ = ["GapSweeper", "write_gaps"]
 
@@ -34,7 +42,8 @@ FROM events WHERE rx > %s ORDER BY rx LIMIT 50000
 """
 _SILENT = """
 UPDATE poles SET status = 'offline', status_why = 'silent', status_at = now()
-WHERE status = 'online' AND last_seen < now() - make_interval(secs => %s)
+WHERE status = 'online' AND heard_at < now() - make_interval(
+    secs => greatest(%(floor)s, %(factor)s * coalesce(heartbeat_period_s, 0)))
 """
 _OVERLAPPING = """
 SELECT first_seq, last_seq, state, why FROM gaps
@@ -113,11 +122,18 @@ class GapSweeper:
         row = conn.execute("SELECT coalesce(max(rx), 0) FROM events").fetchone()
         self._marks.append((time.monotonic(), int(row[0]) if row else 0))
         last_silent = 0.0
+        every = min(5.0, max(self.period_s, self.silent_after_s / 2))
         while not self._stop.wait(self.period_s):
             self.sweep(conn)
-            if time.monotonic() - last_silent >= 5.0:
-                conn.execute(_SILENT, (self.silent_after_s,))
+            if time.monotonic() - last_silent >= every:
+                if n := self.judge_silent(conn):
+                    log.info("%d poles silent (no heartbeat in time): offline", n)
                 last_silent = time.monotonic()
+
+    def judge_silent(self, conn: psycopg.Connection[tuple[Any, ...]]) -> int:
+        """Mark the poles unheard for too long offline, why ``silent``; how many."""
+        cur = conn.execute(_SILENT, {"floor": self.silent_after_s, "factor": FACTOR})
+        return cur.rowcount
 
     def sweep(self, conn: psycopg.Connection[tuple[Any, ...]]) -> list[Gap]:
         """Read what was committed since a little before the last read; write the outcomes."""

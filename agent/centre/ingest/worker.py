@@ -170,8 +170,10 @@ class IngestWorker:
         self.client.manual_ack_set(True)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
         self.connected = threading.Event()
+        self.subscribed = threading.Event()  # the SUBACK came: publishing from now on is kept
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
@@ -181,10 +183,22 @@ class IngestWorker:
             self._conn_no += 1
         client.subscribe(self.s.topic_filter, qos=1)
         self.connected.set()
+        log.info("%s: connected; subscribing to %s", self.s.client_id, self.s.topic_filter)
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
+        """The SUBACK.  Until it came, a ``$share`` group without this worker drops what
+        poles publish (mosquitto keeps no messages for absent members), so this one line is
+        what tests, benches and operators wait for: ``<client id>: subscribed to <filter>``."""
+        failed = [c for c in codes if c.is_failure]
+        if failed:
+            log.error("%s: broker refused the subscription: %s", self.s.client_id, failed[0])
+            return
+        self.subscribed.set()
         log.info("%s: subscribed to %s", self.s.client_id, self.s.topic_filter)
 
     def _on_disconnect(self, *_a: Any) -> None:
         self.connected.clear()
+        self.subscribed.clear()
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         record = parse(self.s.prefix, msg.topic, bytes(msg.payload))
