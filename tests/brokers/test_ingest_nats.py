@@ -94,13 +94,48 @@ def nats_worker(db: str, cluster: NatsCluster, group: str, **kw: Any) -> Iterato
         assert not t.is_alive()
 
 
-def ingest_proc(db: str, cluster: NatsCluster, group: str, index: int) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "agent", "centre", "ingest", "--db", db,
-         "--nats", ",".join(servers(cluster)), "--group", group, "--index", str(index),
-         "--ack-wait", "3"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+class NatsIngest:
+    """``pole-agent centre ingest --nats`` as a process; its log (stderr) read as it comes."""
+
+    def __init__(self, db: str, cluster: NatsCluster, group: str, index: int) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agent", "centre", "ingest", "--db", db,
+             "--nats", ",".join(servers(cluster)), "--group", group, "--index", str(index),
+             "--ack-wait", "3"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.pid = self.proc.pid
+        self.lines: list[str] = []
+        self._bound = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            if ": pulling from " in line:
+                self._bound.set()
+
+    def wait_bound(self, timeout: float = 60.0) -> None:
+        """Until the worker pulls from the durable consumer (not a fixed sleep)."""
+        if not self._bound.wait(timeout):
+            raise AssertionError(f"the ingest did not bind in {timeout} s:\n{''.join(self.lines)}")
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(20)
+        self._reader.join(5)
+
+    def stop(self) -> str:
+        """SIGTERM; its whole log once it has ended."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(20)
+        self._reader.join(5)
+        return "".join(self.lines)
 
 
 def kinds(db: str, dev: str) -> set[str]:
@@ -113,10 +148,9 @@ def burst(n: int) -> list[bytes]:
             for i in range(n)]  # fmt: skip
 
 
-def stored_by(proc: subprocess.Popen[str]) -> int:
+def stored_by(proc: NatsIngest) -> int:
     """SIGTERM; the events this worker process says it stored."""
-    proc.send_signal(signal.SIGTERM)
-    err = proc.communicate(timeout=20)[1]
+    err = proc.stop()
     return int(err.split("Counts(events=")[1].split(",")[0])
 
 
@@ -161,19 +195,19 @@ _KINDS = ("bell", "object", "rule", "camera", "system", "health", "cmd_result")
 @contextmanager
 def two_workers(
     db: str, cluster: NatsCluster, group: str, node: NatsNode
-) -> Iterator[tuple[list[subprocess.Popen[str]], Centre]]:
+) -> Iterator[tuple[list[NatsIngest], Centre]]:
     """Two ingest processes in ``group``, bound, and a publisher on ``node``."""
-    procs = [ingest_proc(db, cluster, group, i) for i in (0, 1)]
+    procs = [NatsIngest(db, cluster, group, i) for i in (0, 1)]
     pub = publisher(node)
     try:
-        time.sleep(2.0)  # both bound to the consumer
+        for p in procs:
+            p.wait_bound()  # both pull from the consumer before the burst
         yield procs, pub
     finally:
         pub.close()
         for p in procs:
             if p.poll() is None:
                 p.kill()
-                p.communicate()
 
 
 def test_two_workers_share_a_burst(nats: NatsCluster, db: str, group: str) -> None:
@@ -195,7 +229,7 @@ def test_a_worker_killed_mid_burst_loses_nothing(nats: NatsCluster, db: str, gro
             if i == 1500:
                 wait_until(lambda: count(db) > 0)
                 os.kill(procs[0].pid, signal.SIGKILL)  # its fetched, uncommitted batch...
-                procs[0].communicate()
+                procs[0].kill()
         # ... is delivered again to the survivor after the ack wait (3 s): no restart needed
         wait_until(lambda: count(db) == len(payloads), timeout=40)
         assert stored_by(procs[1]) > 0
