@@ -71,6 +71,10 @@ def test_views_infer_the_press_and_judge_silence() -> None:
     view = pole_view(row, silent_after_s=90)
     assert (view.status, view.why, view.level) == ("offline", "silent", "offline")
     assert view.faults == ["comm fault", "tamper", "spool degraded"]
+    # A pole that beats every 120 s is silent only after three periods, as the ingest says.
+    slow = {**row, "heartbeat_period_s": 120.0}
+    assert pole_view(slow, silent_after_s=90).status == "online"
+    assert pole_view({**slow, "quiet_s": 361.0}, silent_after_s=90).why == "silent"
     svg = map_svg([view], tiles="http://tiles/{z}/{x}/{y}.png")
     assert 'id="dot-d1"' in svg
     assert "http://tiles/" in svg

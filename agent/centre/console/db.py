@@ -55,7 +55,8 @@ SELECT p.dev, p.site, p.pole, p.place, p.addr, p.lat, p.lon, p.status, p.status_
        p.heartbeat->'spool'->'depth' AS spool_depth, p.heartbeat->'cams' AS cams,
        p.heartbeat->'bell'->'faults' AS hb_faults, s.state AS bell_state,
        s.detail->'faults' AS bell_faults,
-       extract(epoch FROM now() - p.last_seen)::float8 AS quiet_s,
+       extract(epoch FROM now() - coalesce(p.heard_at, p.last_seen))::float8 AS quiet_s,
+       p.heartbeat_period_s,
        extract(epoch FROM now() - p.heartbeat_at)::float8 AS hb_age_s
 FROM poles p LEFT JOIN pole_states s ON s.dev = p.dev AND s.name = 'bell'
 ORDER BY p.site, p.dev

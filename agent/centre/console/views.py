@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from agent.centre.liveness import FACTOR
+
 __all__ = ["PoleView", "how_pressed", "local_time", "map_svg", "pole_view", "span"]
 
 Row = dict[str, Any]
@@ -94,14 +96,17 @@ def _age(seconds: float | None) -> str:
 
 
 def pole_view(row: Row, silent_after_s: float) -> PoleView:
-    """One pole as the table shows it; ``silent`` when unheard for ``silent_after_s``.
+    """One pole as the table shows it; ``silent`` when no heartbeat came for
+    ``silent_after_s`` or three of its heartbeat periods, whichever is longer.
 
-    The ingest marks silent poles itself; the console judges again from ``last_seen`` so that
-    a stopped ingest cannot leave every pole looking online.
+    The ingest marks silent poles itself, by the same rule on the same columns (``heard_at``,
+    ``heartbeat_period_s``); the console judges again so that a stopped ingest cannot leave
+    every pole looking online.
     """
     status, why = row["status"], row.get("status_why") or ""
-    quiet = row.get("quiet_s")
-    if status == "online" and quiet is not None and quiet > silent_after_s:
+    quiet, period = row.get("quiet_s"), row.get("heartbeat_period_s") or 0.0
+    limit = max(silent_after_s, FACTOR * float(period))
+    if status == "online" and quiet is not None and quiet > limit:
         status, why = "offline", "silent"
     faults = _faults(row)
     cams = row.get("cams") or {}
