@@ -244,6 +244,7 @@ def test_sigkill_and_restart_recovers_and_shows_a_new_boot(
         assert second.stop() == 0
 
 
+@pytest.mark.slow
 def test_broker_down_a_minute_while_bells_ring_and_people_walk(
     tmp_path: Path, broker: LocalBroker, centre: Centre
 ) -> None:

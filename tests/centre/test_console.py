@@ -299,6 +299,7 @@ def test_actions_need_a_session_a_csrf_token_and_a_role(
     assert actions == {"login", "login-refused"}
 
 
+@pytest.mark.slow
 def test_a_session_ends_at_logout_when_idle_and_at_its_absolute_limit(
     tmp_path: Path, db: str
 ) -> None:

@@ -6,10 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
+import pytest
 
 from agent import assets
 from agent.centre.lookout.scan import scan
 from agent.control.lookout import LookoutArgs
+
+pytestmark = pytest.mark.slow  # each scans a whole real video with the real model
 
 
 def test_a_vehicle_lookout_finds_the_parked_van_and_car(tmp_path: Path) -> None:

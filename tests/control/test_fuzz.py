@@ -88,6 +88,7 @@ def unit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Unit]:
     u.close()
 
 
+@pytest.mark.slow
 @settings(
     max_examples=2500,
     deadline=None,
