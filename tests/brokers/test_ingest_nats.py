@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -32,7 +30,7 @@ from agent.dev.nats import NatsCluster, NatsNode
 from agent.events import EventStamper, encode
 from tests.brokers.pole import ping, start_pole
 from tests.centre.observer import Centre
-from tests.centre.test_ingest import count, one_of_each, query, wait_until
+from tests.centre.test_ingest import IngestProc, count, one_of_each, query, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = "pole/s1/p1"
@@ -94,48 +92,13 @@ def nats_worker(db: str, cluster: NatsCluster, group: str, **kw: Any) -> Iterato
         assert not t.is_alive()
 
 
-class NatsIngest:
-    """``pole-agent centre ingest --nats`` as a process; its log (stderr) read as it comes."""
-
-    def __init__(self, db: str, cluster: NatsCluster, group: str, index: int) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "centre", "ingest", "--db", db,
-             "--nats", ",".join(servers(cluster)), "--group", group, "--index", str(index),
-             "--ack-wait", "3"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        self.pid = self.proc.pid
-        self.lines: list[str] = []
-        self._bound = threading.Event()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-            if ": pulling from " in line:
-                self._bound.set()
-
-    def wait_bound(self, timeout: float = 60.0) -> None:
-        """Until the worker pulls from the durable consumer (not a fixed sleep)."""
-        if not self._bound.wait(timeout):
-            raise AssertionError(f"the ingest did not bind in {timeout} s:\n{''.join(self.lines)}")
-
-    def poll(self) -> int | None:
-        return self.proc.poll()
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(20)
-        self._reader.join(5)
-
-    def stop(self) -> str:
-        """SIGTERM; its whole log once it has ended."""
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(20)
-        self._reader.join(5)
-        return "".join(self.lines)
+def nats_ingest(db: str, cluster: NatsCluster, group: str, index: int) -> IngestProc:
+    """``pole-agent centre ingest --nats`` as a process, ready once it pulls from the durable
+    consumer (not after a fixed sleep)."""
+    return IngestProc(
+        db, None, "--nats", ",".join(servers(cluster)), "--group", group,
+        "--index", str(index), "--ack-wait", "3", ready=": pulling from ",
+    )  # fmt: skip
 
 
 def kinds(db: str, dev: str) -> set[str]:
@@ -148,7 +111,7 @@ def burst(n: int) -> list[bytes]:
             for i in range(n)]  # fmt: skip
 
 
-def stored_by(proc: NatsIngest) -> int:
+def stored_by(proc: IngestProc) -> int:
     """SIGTERM; the events this worker process says it stored."""
     err = proc.stop()
     return int(err.split("Counts(events=")[1].split(",")[0])
@@ -195,18 +158,18 @@ _KINDS = ("bell", "object", "rule", "camera", "system", "health", "cmd_result")
 @contextmanager
 def two_workers(
     db: str, cluster: NatsCluster, group: str, node: NatsNode
-) -> Iterator[tuple[list[NatsIngest], Centre]]:
+) -> Iterator[tuple[list[IngestProc], Centre]]:
     """Two ingest processes in ``group``, bound, and a publisher on ``node``."""
-    procs = [NatsIngest(db, cluster, group, i) for i in (0, 1)]
+    procs = [nats_ingest(db, cluster, group, i) for i in (0, 1)]
     pub = publisher(node)
     try:
         for p in procs:
-            p.wait_bound()  # both pull from the consumer before the burst
+            p.wait_subscribed()  # both pull from the consumer before the burst
         yield procs, pub
     finally:
         pub.close()
         for p in procs:
-            if p.poll() is None:
+            if p.proc.poll() is None:
                 p.kill()
 
 
@@ -228,7 +191,7 @@ def test_a_worker_killed_mid_burst_loses_nothing(nats: NatsCluster, db: str, gro
             pub.client.publish(f"{BASE}/event/object", p, qos=1)
             if i == 1500:
                 wait_until(lambda: count(db) > 0)
-                os.kill(procs[0].pid, signal.SIGKILL)  # its fetched, uncommitted batch...
+                os.kill(procs[0].proc.pid, signal.SIGKILL)  # its fetched, uncommitted batch...
                 procs[0].kill()
         # ... is delivered again to the survivor after the ack wait (3 s): no restart needed
         wait_until(lambda: count(db) == len(payloads), timeout=40)

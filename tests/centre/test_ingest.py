@@ -76,17 +76,21 @@ def worker_thread(db: str, broker: LocalBroker, **kw: Any) -> Iterator[IngestWor
 class IngestProc:
     """``pole-agent centre ingest`` as a process; its log (stderr) is read as it comes.
 
-    :meth:`wait_subscribed` returns once the worker logged its SUBACK: before that, a
-    ``$share`` group without it drops what is published (mosquitto keeps no session for
-    absent members), so a test must not publish before it.
+    :meth:`wait_subscribed` returns once the worker logged ``ready``: its SUBACK on
+    mosquitto (before that, a ``$share`` group without it drops what is published: mosquitto
+    keeps no session for absent members, so a test must not publish before it), or, on NATS
+    (``broker`` None, ``--nats`` in ``extra``), that it pulls from the durable consumer.
     """
 
-    def __init__(self, db: str, broker: LocalBroker, *extra: str) -> None:
+    def __init__(
+        self, db: str, broker: LocalBroker | None, *extra: str, ready: str = ": subscribed to "
+    ) -> None:
+        transport = ["--broker", f"127.0.0.1:{broker.port}"] if broker is not None else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "centre", "ingest", "--db", db,
-             "--broker", f"127.0.0.1:{broker.port}", *extra],
+            [sys.executable, "-m", "agent", "centre", "ingest", "--db", db, *transport, *extra],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
+        self.ready = ready
         self.lines: list[str] = []
         self._subscribed = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -96,7 +100,7 @@ class IngestProc:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
             self.lines.append(line)
-            if ": subscribed to " in line:
+            if self.ready in line:
                 self._subscribed.set()
 
     @property
@@ -105,7 +109,7 @@ class IngestProc:
 
     def wait_subscribed(self, timeout: float = 60.0) -> None:
         if not self._subscribed.wait(timeout):
-            raise AssertionError(f"the ingest did not subscribe in {timeout} s:\n{self.log}")
+            raise AssertionError(f"the ingest was not ready in {timeout} s:\n{self.log}")
 
     def kill(self) -> None:
         self.proc.kill()
