@@ -373,7 +373,7 @@ class Spool:
             if self._disk is not None and len(self._acked) < ACKED_LIMIT:
                 try:
                     rows = self._disk.select(
-                        limit, skip | self._acked | set(self._dead.pending), self._now()
+                        limit, skip | self._acked | self._dead.pending.keys(), self._now()
                     )
                 except (sqlite3.Error, OSError) as exc:
                     self._failed(exc, "read")

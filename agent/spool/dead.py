@@ -147,8 +147,9 @@ def move(db: sqlite3.Connection, row_id: int, reason: str, now_ms: int) -> bool:
     return cur.rowcount > 0
 
 
-def trim(db: sqlite3.Connection, max_rows: int, max_bytes: int) -> int:
-    """Drop the oldest dead rows past the bounds (the newest always stays); how many."""
+def trim(db: sqlite3.Connection, max_rows: int, max_bytes: int) -> tuple[int, int]:
+    """Drop the oldest dead rows past the bounds (the newest always stays); how many were
+    dropped, and how many are kept."""
     rows = db.execute("SELECT id, LENGTH(payload) FROM dead ORDER BY id DESC").fetchall()
     keep, total = 0, 0
     for _, size in rows:
@@ -157,20 +158,18 @@ def trim(db: sqlite3.Connection, max_rows: int, max_bytes: int) -> int:
         keep += 1
         total += size
     if keep >= len(rows):
-        return 0
+        return 0, keep
     oldest_kept = rows[keep - 1][0]
-    return int(db.execute("DELETE FROM dead WHERE id < ?", (oldest_kept,)).rowcount)
+    return int(db.execute("DELETE FROM dead WHERE id < ?", (oldest_kept,)).rowcount), keep
 
 
-def count(db: sqlite3.Connection) -> tuple[int, int]:
-    """Rows in the dead table and their payload bytes (0, 0 before the table exists)."""
+def count(db: sqlite3.Connection) -> int:
+    """Rows in the dead table (0 before the table exists)."""
     try:
-        n, size = db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM dead"
-        ).fetchone()
+        (n,) = db.execute("SELECT COUNT(*) FROM dead").fetchone()
     except sqlite3.OperationalError:  # an older file opened read-only: no table yet
-        return 0, 0
-    return int(n), int(size)
+        return 0
+    return int(n)
 
 
 def read_dead(path: Path, timeout_s: float = 5.0) -> tuple[list[DeadRow], int]:

@@ -50,7 +50,7 @@ class Disk:
         # that these seqs are gone for good (and not merely late); taken by Spool.take_evicted.
         self.evicted: list[tuple[str, int]] = []
         self.coalesced = 0
-        self.dead_rows = self.dead_bytes = self.dead_dropped = 0  # the dead-letter table
+        self.dead_rows = self.dead_dropped = 0  # the dead-letter table
         self.disk_full = False
         self.full_episodes = 0
         self._full_log = Throttle(60.0)  # a full disk must not flood the journal
@@ -129,31 +129,36 @@ class Disk:
         finally:
             self.db.execute("PRAGMA synchronous=FULL")
 
-    def _move_dead(self, row_id: int, reason: str, now_ms: int) -> bool:
-        found = self.db.execute(
+    def _queued(self, row_id: int) -> list[tuple[int, int, int]]:
+        """(id, pri, bytes) of ``row_id`` while it is queued, for :meth:`_delete_counted`."""
+        found: list[tuple[int, int, int]] = self.db.execute(
             "SELECT id, pri, LENGTH(payload) FROM outbox WHERE id = ?", (row_id,)
         ).fetchall()
+        return found
+
+    def _move_dead(self, row_id: int, reason: str, now_ms: int) -> bool:
+        found = self._queued(row_id)
         if not found or not dead.move(self.db, row_id, reason, now_ms):
             return False
         self._delete_counted(found)
-        dropped = dead.trim(self.db, dead.MAX_DEAD_ROWS, dead.MAX_DEAD_BYTES)
+        dropped, self.dead_rows = dead.trim(self.db, dead.MAX_DEAD_ROWS, dead.MAX_DEAD_BYTES)
         if dropped:
             self.dead_dropped += dropped
             self._set_counter(dead.DROPPED, self.dead_dropped)
-        self.dead_rows, self.dead_bytes = dead.count(self.db)
         return True
 
     def drop_unkept(self, row_id: int) -> bool:
-        """Delete a row that cannot be kept in the dead table (no room), counted as dropped."""
+        """Delete a row that cannot be kept in the dead table (no room), counted as dropped;
+        False (and nothing counted) when it is no longer queued."""
 
         def drop() -> bool:
-            found = self.db.execute(
-                "SELECT id, pri, LENGTH(payload) FROM outbox WHERE id = ?", (row_id,)
-            ).fetchall()
+            found = self._queued(row_id)
+            if not found:
+                return False  # acked meanwhile: nothing was dropped
             self._delete_counted(found)
             self.dead_dropped += 1
             self._set_counter(dead.DROPPED, self.dead_dropped)
-            return bool(found)
+            return True
 
         return self._write(drop)
 
@@ -284,7 +289,7 @@ class Disk:
                 self.dropped[int(name.split(".")[1])] = value
             elif name == dead.DROPPED:
                 self.dead_dropped = value
-        self.dead_rows, self.dead_bytes = dead.count(self.db)
+        self.dead_rows = dead.count(self.db)
         for p in self.rows:
             self.rows[p], self.bytes[p] = 0, 0
         for pri, n, size in self.db.execute(
