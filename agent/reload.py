@@ -100,10 +100,13 @@ def plan(old: AgentConfig, new: AgentConfig, old_digests: dict[str, str]) -> Pla
 
 
 def moves_input(old: BellConfig, new: BellConfig) -> bool:
-    """True when a bell of ``new`` would open an input the bell of ``old`` does not hold."""
+    """True when a bell of ``new`` would open an input the bell of ``old`` does not hold (a
+    disabled bell holds nothing: enabling one opens its input before the swap too)."""
     from agent.bell.inputs import held_devices, input_devices
 
-    return old.enabled and new.enabled and not input_devices(new) & held_devices(old)
+    if not new.enabled:
+        return False
+    return not old.enabled or not input_devices(new) & held_devices(old)
 
 
 def open_bell_input(old: BellConfig, bell: object) -> None:

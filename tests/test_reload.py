@@ -345,3 +345,7 @@ def test_a_serial_port_by_another_name_is_the_same_port(tmp_path: Path) -> None:
     before = cfg(bell=_modbus("/dev/ttyUSB0")).bell
     assert not moves_input(before, cfg(bell=_modbus(str(tmp_path / "by-id"))).bell)
     assert moves_input(before, cfg(bell=_modbus("/dev/ttyUSB1")).bell)
+    # Enabling a bell: the disabled one held nothing, so its input is tried before the swap.
+    off = cfg(bell={**_modbus("/dev/ttyUSB0"), "enabled": False}).bell
+    assert moves_input(off, cfg(bell=_modbus("/dev/ttyUSB0")).bell)
+    assert not moves_input(before, off)
