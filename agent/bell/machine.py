@@ -154,18 +154,16 @@ class BellMachine:
     def _schedule(self) -> list[tuple[float, float, Callable[[float], None]]]:
         """Pending timers as (logical time, time it may fire, action)."""
         pol = self.policy
-        timers: list[tuple[float | None, Callable[[float], None]]] = [
-            (self._hold_at, self._hold_reached),
-            (self.down_since + pol.stuck_s if self.down and not self.stuck else None, self._stuck),
-            (_plus(self._first_press, pol.double_window_s), self._double_expired),
-            (self.flap.deadline(), self._flap_ended),
-            (self.test_until, self._test_expired),
-        ]
-        out = [
-            (d, d + FLAP_SLACK if fn == self._flap_ended else d, fn)
-            for d, fn in timers
-            if d is not None
-        ]
+        # (logical time, slack before it may fire, action)
+        timers: list[tuple[float | None, float, Callable[[float], None]]] = [
+            (self._hold_at, 0.0, self._hold_reached),
+            (self.down_since + pol.stuck_s if self.down and not self.stuck else None, 0.0,
+             self._stuck),
+            (_plus(self._first_press, pol.double_window_s), 0.0, self._double_expired),
+            (self.flap.deadline(), FLAP_SLACK, self._flap_ended),
+            (self.test_until, 0.0, self._test_expired),
+        ]  # fmt: skip
+        out = [(d, d + slack, fn) for d, slack, fn in timers if d is not None]
         settle = self.debounce.deadline()
         if settle is None:
             return out

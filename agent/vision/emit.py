@@ -34,7 +34,6 @@ class Emitter:
         self.sink = sink
         self.names = names
         self.person = names.index("person") if "person" in names else -1
-        self.snapshots = 0
 
     def reporter(self, cid: str) -> Callable[[str, str | None], None]:
         """A capture's report callback: a camera event and the camera's retained state."""
@@ -117,4 +116,3 @@ class Emitter:
             log.error("vision: snapshot %s not sent: %s", event_id, exc)
             return
         self.sink.snapshot(event_id, jpeg)
-        self.snapshots += 1
