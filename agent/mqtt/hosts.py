@@ -93,8 +93,11 @@ class Outage:
         self.failover_from: str | None = None
         self._last = first  # the broker of the last connection (the first one before any)
 
-    def failed(self, now: float) -> None:
-        self.attempts += 1
+    def failed(self, now: float, *, attempt: bool = True) -> None:
+        """Down from ``now`` on; ``attempt`` False for an established connection that
+        dropped (no attempt has failed yet: the fault watch counts attempts)."""
+        if attempt:
+            self.attempts += 1
         if self.since is None:
             self.since = now
 

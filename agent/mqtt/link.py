@@ -282,9 +282,10 @@ class Link(Worker):
         *,
         move: bool = True,
         longest: bool = False,
+        attempt: bool = True,
     ) -> None:
         self.state, self.why, self.detail, self.file = state, why, detail, file
-        self._outage.failed(time.monotonic())
+        self._outage.failed(time.monotonic(), attempt=attempt)
         if state == "refused":
             self.last_refusal = detail
             self.refusals += 1
@@ -367,7 +368,7 @@ class Link(Worker):
             if taken or self._short_runs >= SHORT_RUNS:
                 self._taken_over(detail)
                 return
-            self._failed("disconnected", "lost", detail, move=False)
+            self._failed("disconnected", "lost", detail, move=False, attempt=False)
             return
         if no_connack and self.cfg.tls is not None and err is not None and "ssl" in err.lower():
             # With TLS 1.3 the broker checks our certificate after our side of the handshake
@@ -392,7 +393,9 @@ class Link(Worker):
             "MQTT link: session taken over at %s: another unit uses client id %r?",
             *(self.broker, self.cfg.client_id or self.status.device.id),
         )
-        self._failed("disconnected", "session_taken_over", detail, move=False, longest=True)
+        self._failed(
+            "disconnected", "session_taken_over", detail, move=False, longest=True, attempt=False
+        )
 
     def _on_publish(
         self, client: mqtt.Client, _u: Any, mid: int, reason: ReasonCode, _p: Any

@@ -237,6 +237,31 @@ def test_started_while_the_broker_is_down_then_delivers(tmp_path: Path) -> None:
             broker.stop()
 
 
+def test_a_dropped_connection_is_down_but_not_yet_a_failed_attempt(tmp_path: Path) -> None:
+    # The fault watch raises a link fault after a number of failed attempts: the drop of an
+    # established connection starts the outage, and only the first reconnect that fails
+    # counts (else the fault came one attempt early).
+    broker = LocalBroker(tmp_path / "b")
+    broker.start()
+    # First reconnect at least 2 s after the drop (backoff 2 x 2 x jitter 0.5..1).
+    agent = Agent(tmp_path / "s.db", cfg_for(broker.port, backoff_min_s=2.0, backoff_max_s=8.0))
+    with running(agent):
+        settle(lambda: agent.link.connected, what="the link to connect")
+        broker.stop()
+        settle(lambda: not agent.link.connected, what="the link to notice the drop")
+        facts = agent.link.facts()
+        assert facts["down_s"] is not None
+        assert facts["attempts"] == 0, facts
+        settle(lambda: agent.link.facts()["attempts"] == 1, what="the first failed reconnect")
+        broker.start()
+        try:
+            settle(lambda: agent.link.connected, timeout=30, what="the link back")
+            assert agent.link.facts()["attempts"] == 0
+            assert agent.link.facts()["down_s"] is None
+        finally:
+            broker.stop()
+
+
 # --------------------------------------------------------------------------- kill -9
 def burst(spool: Path, port: int, count: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
