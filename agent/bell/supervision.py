@@ -113,18 +113,22 @@ class Watched(Generic[V]):
 
     def _flap_due(self) -> float | None:
         """When a tick may end the episode: past its end by FLAP_SLACK, or later."""
-        end, settle = self.flap.deadline(), self.debounce.deadline()
+        end = self.flap.deadline()
         if end is None:
             return None
-        if settle is None:
-            return end + FLAP_SLACK
-        # A change whose edge comes before the end is still being debounced: it may extend
-        # the episode, so the end waits for it (a late tick must give what a punctual one does).
-        return (
-            max(end + FLAP_SLACK, settle)
-            if settle - self.debounce.period <= end + EPS
-            else end + FLAP_SLACK
-        )
+        settle = self._settle_after(end)
+        return end + FLAP_SLACK if settle is None else settle
+
+    def _settle_after(self, end: float) -> float | None:
+        """When a change still being debounced settles, if it may extend the episode.
+
+        A change whose edge comes before the episode's end may extend it, so the end waits
+        for it (a late tick must give what a punctual one does); None when nothing does.
+        """
+        settle = self.debounce.deadline()
+        if settle is None or settle - self.debounce.period > end + EPS:
+            return None
+        return settle if settle > end + FLAP_SLACK else None
 
     def _advance(self, changes: list[tuple[V, float]], t: float) -> list[BellSignal]:
         out: list[BellSignal] = []
@@ -137,8 +141,8 @@ class Watched(Generic[V]):
                 out.append(BellSignal("flapping", since, self.name, why=started))
             if not self.flap.flapping:
                 out += self._report(value, since)
-        end, due = self.flap.deadline(), self._flap_due()
-        if end is not None and due == end + FLAP_SLACK and due <= t + EPS:
+        end = self.flap.deadline()
+        if end is not None and self._settle_after(end) is None and end + FLAP_SLACK <= t + EPS:
             out += self._cleared(end)
         return out
 
