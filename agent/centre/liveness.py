@@ -11,6 +11,19 @@ the shortest spacing of their ``ts`` (the pole's clock), which replay bursts can
 (they arrive close together but were stamped a period apart) and dropped or coalesced
 heartbeats can only lengthen.  Until two have been seen, ``default_period_s`` stands in.
 
+The rule, which the ingest's SQL (:mod:`agent.centre.ingest.store`) follows too and
+``tests/centre/test_liveness_agreement.py`` holds the two to:
+
+- every heartbeat proves life, from its arrival: a replayed one, an older one arriving late,
+  one stamped by a clock that stepped back;
+- it becomes the pole's *last* heartbeat when it is of another boot, or of the same boot
+  with a higher ``seq`` (a reordered older one does not), so a clock that stepped back
+  does not freeze what counts as last;
+- a new boot forgets the period (it may run another config);
+- the period is the shortest spacing of the stamps of a heartbeat and the last one it
+  replaces, within one boot, of at least ``MIN_PERIOD_S`` (shorter, or backwards, is a
+  clock step).
+
 Pure and clocked from outside: ``now`` is any monotonic seconds (the monitor passes
 ``time.monotonic()``), so the ingest and the console can reuse it and tests inject time.
 """
@@ -32,6 +45,8 @@ class _Pole:
     sent_ms: int | None = None  # its ts
     period_s: float | None = None  # the shortest spacing seen
     silent: bool = False
+    boot: str | None = None  # of the last heartbeat
+    seq: int | None = None  # of the last heartbeat
 
 
 class Liveness:
@@ -50,21 +65,37 @@ class Liveness:
         self.default_period_s = default_period_s
         self._poles: dict[str, _Pole] = {}
 
-    def update(self, dev: str, now: float, sent_ms: int | None = None) -> bool:
-        """A heartbeat of ``dev`` came at ``now``, stamped ``sent_ms``; True if it was silent."""
+    def update(
+        self,
+        dev: str,
+        now: float,
+        sent_ms: int | None = None,
+        *,
+        boot: str | None = None,
+        seq: int | None = None,
+    ) -> bool:
+        """A heartbeat of ``dev`` came at ``now``, stamped ``sent_ms`` (its ``boot`` and
+        ``seq`` when known); True if the device was silent."""
         pole = self._poles.get(dev)
         if pole is None:
-            self._poles[dev] = _Pole(now, sent_ms)
+            self._poles[dev] = _Pole(now, sent_ms, boot=boot, seq=seq)
             return False
-        if sent_ms is not None and pole.sent_ms is not None:
-            gap = (sent_ms - pole.sent_ms) / 1000
-            if gap >= MIN_PERIOD_S and (pole.period_s is None or gap < pole.period_s):
-                pole.period_s = gap
-        if sent_ms is not None and (pole.sent_ms is None or sent_ms > pole.sent_ms):
-            pole.sent_ms = sent_ms
+        if boot is not None and boot != pole.boot:
+            pole.boot, pole.seq, pole.sent_ms, pole.period_s = boot, seq, sent_ms, None
+        elif _newer(pole, sent_ms, seq):
+            if sent_ms is not None and pole.sent_ms is not None:
+                gap = (sent_ms - pole.sent_ms) / 1000
+                if gap >= MIN_PERIOD_S and (pole.period_s is None or gap < pole.period_s):
+                    pole.period_s = gap
+            pole.sent_ms, pole.seq = sent_ms, seq
         back = pole.silent
         pole.last, pole.silent = max(pole.last, now), False
         return back
+
+    def period(self, dev: str) -> float | None:
+        """``dev``'s learnt heartbeat period; None until two heartbeats of a boot were seen."""
+        pole = self._poles.get(dev)
+        return None if pole is None else pole.period_s
 
     def forget(self, dev: str) -> None:
         """``dev`` said it is offline (clean stop or will): no silent judgement until it is back."""
@@ -95,3 +126,11 @@ class Liveness:
     def is_silent(self, dev: str) -> bool:
         pole = self._poles.get(dev)
         return pole is not None and pole.silent
+
+
+def _newer(pole: _Pole, sent_ms: int | None, seq: int | None) -> bool:
+    """Is a heartbeat of the pole's current boot later than its last one?  By ``seq`` when
+    both are known (a clock step cannot reorder it), else by the stamps."""
+    if seq is not None and pole.seq is not None:
+        return seq > pole.seq
+    return sent_ms is not None and (pole.sent_ms is None or sent_ms > pole.sent_ms)

@@ -109,7 +109,7 @@ class MonitorView:
             gaps += self.tracker.dropped(event.dev, event.boot, dropped_ranges(event.data))
         lines = self._gap_lines(gaps)
         if isinstance(event, ev.HealthEvent) and self.liveness.update(
-            event.dev, self.clock(), event.ts
+            event.dev, self.clock(), event.ts, boot=event.boot, seq=event.seq
         ):
             self.online[event.dev] = True
             lines.append(self._paint(f"{event.dev} ONLINE  (heartbeats again)", "32"))

@@ -65,27 +65,35 @@ WHERE p.status_at IS NULL OR p.status_at <= EXCLUDED.status_at
 """
 
 # A heartbeat is proof of life: heard_at (its arrival, the centre's clock) is what the
-# sweeper's silent judgement ages, and a pole judged silent is online again.  The period is
-# learnt as agent.centre.liveness does: the shortest spacing of the stamps (ts) of two
-# heartbeats of one boot, at least MIN_PERIOD_S (shorter is a clock step).
+# sweeper's silent judgement ages, and a pole judged silent is online again; a replayed or
+# late one, or one stamped by a clock that stepped back, too.  It becomes the stored (last)
+# heartbeat when it is of another boot or of the same boot with a higher seq; the period is
+# learnt from the stamps of a heartbeat and the last one it replaces, within one boot, at
+# least MIN_PERIOD_S (shorter, or backwards, is a clock step); a new boot forgets it.  The
+# rule of agent.centre.liveness, held to it by tests/centre/test_liveness_agreement.py.
 _HEARTBEAT = """
 INSERT INTO poles AS p (dev, site, boot, status, status_why, status_at, heartbeat, heartbeat_at,
                         last_seen, heard_at)
 VALUES (%(dev)s, %(site)s, %(boot)s, 'online', 'heard', %(at)s, %(hb)s, %(at)s, now(), now())
 ON CONFLICT (dev) DO UPDATE SET
-    heartbeat = EXCLUDED.heartbeat, heartbeat_at = EXCLUDED.heartbeat_at, last_seen = now(),
-    heard_at = now(),
+    last_seen = now(), heard_at = now(),
+    heartbeat = CASE WHEN p.heartbeat IS NULL OR p.heartbeat->>'boot' IS DISTINCT FROM %(boot)s
+                          OR (p.heartbeat->>'seq')::bigint < %(seq)s
+                     THEN EXCLUDED.heartbeat ELSE p.heartbeat END,
+    heartbeat_at = CASE WHEN p.heartbeat IS NULL OR p.heartbeat->>'boot' IS DISTINCT FROM %(boot)s
+                             OR (p.heartbeat->>'seq')::bigint < %(seq)s
+                        THEN EXCLUDED.heartbeat_at ELSE p.heartbeat_at END,
     heartbeat_period_s = CASE
-        WHEN p.heartbeat->>'boot' = EXCLUDED.boot
+        WHEN p.heartbeat->>'boot' IS DISTINCT FROM %(boot)s THEN NULL
+        WHEN (p.heartbeat->>'seq')::bigint < %(seq)s
              AND extract(epoch FROM EXCLUDED.heartbeat_at - p.heartbeat_at) >= %(min_s)s
-             AND (p.heartbeat_period_s IS NULL OR
-                  extract(epoch FROM EXCLUDED.heartbeat_at - p.heartbeat_at)
-                  < p.heartbeat_period_s)
+             AND (p.heartbeat_period_s IS NULL
+                  OR extract(epoch FROM EXCLUDED.heartbeat_at - p.heartbeat_at)
+                     < p.heartbeat_period_s)
         THEN extract(epoch FROM EXCLUDED.heartbeat_at - p.heartbeat_at)::float8
         ELSE p.heartbeat_period_s END,
     status = CASE WHEN p.status_why = 'silent' THEN 'online' ELSE p.status END,
     status_why = CASE WHEN p.status_why = 'silent' THEN 'heard' ELSE p.status_why END
-WHERE p.heartbeat_at IS NULL OR p.heartbeat_at <= EXCLUDED.heartbeat_at
 """
 
 # Coarse on purpose: one write per pole every few seconds, not one per event.
@@ -172,13 +180,13 @@ class Store:
     ) -> Written:
         events: dict[str, EventRecord] = {}
         offered = 0
-        beats: dict[str, EventRecord] = {}
+        beats: dict[str, EventRecord] = {}  # every heartbeat once, in arrival order
         for r in records:
             if isinstance(r, EventRecord):
                 offered += 1
                 events.setdefault(r.event.id, r)
                 if isinstance(r.event, ev.HealthEvent):
-                    beats[r.event.dev] = r
+                    beats.setdefault(r.event.id, r)
             elif isinstance(r, StatusRecord):
                 conn.execute(_BIRTH if r.msg.state == "online" else _OFFLINE, _status_params(r))
             elif isinstance(r, StateRecord):
@@ -192,8 +200,12 @@ class Store:
         self._candidates(conn, [r for r in events.values() if r.event.id in new])
         with conn.cursor() as cur:
             if beats:
-                cur.executemany(_HEARTBEAT, [self._beat(beats[d]) for d in sorted(beats)])
-            devs = sorted({r.event.dev for r in events.values()} - set(beats))
+                # Each one in turn (a replay burst's spacings teach the period, as they do
+                # the monitor), poles in a fixed order (two workers never deadlock).
+                order = sorted(beats.values(), key=lambda r: r.event.dev)  # stable: arrival
+                cur.executemany(_HEARTBEAT, [self._beat(r) for r in order])
+            heard = {r.event.dev for r in beats.values()}
+            devs = sorted({r.event.dev for r in events.values()} - heard)
             if devs:
                 cur.execute(_SEEN, (devs,))
         return Written(len(new), offered - len(new))
@@ -239,8 +251,8 @@ class Store:
         e = r.event
         facts = e.model_dump(mode="json", exclude_none=True, exclude={"v", "k", "pri"})
         return {
-            "dev": e.dev, "site": r.site, "boot": e.boot, "at": utc(e.ts), "hb": Jsonb(facts),
-            "min_s": MIN_PERIOD_S,
+            "dev": e.dev, "site": r.site, "boot": e.boot, "seq": e.seq, "at": utc(e.ts),
+            "hb": Jsonb(facts), "min_s": MIN_PERIOD_S,
         }  # fmt: skip
 
 
