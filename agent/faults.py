@@ -89,9 +89,17 @@ class FaultWatch:
         self._tell(part, f.change(state, told))
 
     def _tell(self, part: str, told: list[Told]) -> None:
-        what = "link" if part == "broker" else part
+        if part != "broker":
+            for t in told:
+                self.say(t.ev, part, t.why or t.ev, t.data)
+            return
+        # Failovers are link notices; when they flap, the centre must tell that from a
+        # connection that comes and goes (also ``what: link``): the why and data say so.
         for t in told:
-            self.say(t.ev, what, t.why or t.ev, t.data)
+            why, data = t.why or t.ev, t.data
+            if t.ev in ("flapping", "flapping_cleared"):
+                why, data = f"failovers between brokers: {why}", {**(data or {}), "of": "broker"}
+            self.say(t.ev, "link", why, data)
 
     def _check_evicted(self, now: float) -> None:
         # Which seqs are gone for good, so that the centre tells loss from delay at once.

@@ -162,3 +162,19 @@ def test_a_link_that_comes_and_goes_flaps_once_and_a_failover_is_a_notice(
         ("notice", "link", "moved to broker b2:1883 (from b1:1883)"),
     ]
     spool.close()
+
+
+def test_failovers_that_flap_are_told_apart_from_a_link_that_flaps(tmp_path: Path) -> None:
+    w, spool, topics = watch(tmp_path)
+    brokers = ["b2:1883", "b1:1883"] * 4
+    for i, broker in enumerate(brokers):  # back and forth every 30 s, connected throughout
+        was = brokers[i - 1] if i else "b1:1883"
+        facts = link("connected", None, 0, broker=broker, failovers=i + 1, failover_from=was)
+        w.check(facts, now=30.0 * i)
+    said = system_events(spool, topics)
+    assert [ev for ev, _, _ in said][:6] == ["notice"] * 5 + ["flapping"]
+    _, what, why = said[5]
+    assert (what, why) == ("link", "failovers between brokers: 6 changes in 600s")
+    rows = [json.loads(r.payload) for r in spool.next_batch(1000)]
+    assert rows[5]["data"] == {"of": "broker"}
+    spool.close()
