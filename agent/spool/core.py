@@ -16,6 +16,7 @@ takes a durable write, moves the memory rows to disk in order and leaves degrade
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import sqlite3
 import threading
@@ -37,6 +38,7 @@ __all__ = ["Spool"]
 
 log = logging.getLogger("agent.spool")
 
+DEAD_MOVES = 16  # dead-letter moves per call under the lock (a bell's put waits for it)
 ACKED_LIMIT = 10_000  # file rows acked while degraded; past it no more file rows go out
 
 
@@ -184,7 +186,8 @@ class Spool:
         self._log.reset("degraded")
         if self._acked:
             self._delete([])
-        self._move_dead()
+        # Waiting dead-letter moves are left to recover() (the runner's tick): this may be a
+        # bell's put.
 
     def recover(self) -> bool:
         """Retry the disk if degraded and the retry timer is due; True when healthy.
@@ -194,6 +197,8 @@ class Spool:
         """
         with self._lock:
             self._maybe_recover()
+            if self._dead.pending:
+                self._move_dead()
             return self.state == "ok"
 
     def take_evicted(self) -> list[tuple[str, int]]:
@@ -314,7 +319,7 @@ class Spool:
                 self._dead.unkept += 1
                 kept = "not kept: held in memory while the disk refuses writes"
             elif self._dead.wait(rowid, reason, self._now().wall_ms):
-                kept = self._move_dead().get(rowid, "pending")
+                kept = self._move_dead(first=rowid).get(rowid, "pending")
             else:
                 kept = "pending"  # past the bound: still queued, the link skips it
             note = DeadNote.of(
@@ -322,12 +327,22 @@ class Spool:
             )
             self._dead.note(note)
 
-    def _move_dead(self) -> dict[int, str]:
-        """Make the waiting moves while the disk takes writes; what became of each."""
+    def _move_dead(self, first: int | None = None) -> dict[int, str]:
+        """Make waiting moves while the disk takes writes (``first`` first, then the oldest),
+        at most ``DEAD_MOVES`` per call; what became of each.
+
+        Each move is a transaction under the spool's lock, which a bell's put waits for: the
+        moves a long refusal left waiting (up to ``MAX_PENDING``) are made a few per call,
+        the rest by the next calls (every :meth:`recover`, every set-aside).
+        """
         done: dict[int, str] = {}
         if self.state != "ok" or self._disk is None:
             return done
-        for rowid, (reason, when) in list(self._dead.pending.items()):
+        pending = self._dead.pending
+        order = [first] if first is not None and first in pending else []
+        order += [r for r in itertools.islice(pending, DEAD_MOVES) if r != first]
+        for rowid in order[:DEAD_MOVES]:
+            reason, when = pending[rowid]
             try:
                 try:
                     done[rowid] = "kept" if self._disk.set_aside(rowid, reason, when) else "gone"

@@ -11,9 +11,10 @@ import pytest
 
 from agent.spool import Spool, SpoolRow
 from agent.spool import dead as dead_module
+from agent.spool.core import DEAD_MOVES
 from agent.spool.dead import read_dead
 from tests.fsfaults import LoopExt4
-from tests.spool.common import P, fill, on_disk
+from tests.spool.common import P, fill, on_disk, pending
 
 # Written by the spool as of commit a11e294, before the dead table: 4 alarms (one a
 # retained state), 3 object events, 1 snapshot.
@@ -154,6 +155,35 @@ def test_while_the_disk_refuses_a_file_row_waits_and_a_memory_row_is_dropped_and
         spool.close()
     rows, _ = read_dead(path)
     assert [(r.row_id, r.topic) for r in rows] == [(on_file, "t/big")]
+
+
+def test_moves_left_waiting_by_a_long_refusal_are_made_a_few_per_call(card: LoopExt4) -> None:
+    # Each move is a transaction under the spool's lock, which a bell's put waits for: a
+    # backlog is worked off by the runner's ticks (recover), DEAD_MOVES at a time, and a put
+    # (which may be the bell's) makes none of them.
+    clock = [0.0]
+    path = card.mnt / "spool.db"
+    spool = Spool(path, mono=lambda: clock[0])
+    try:
+        ids = [spool.put("t/big", b"x" * 100, P.RULE) for _ in range(2 * DEAD_MOVES + 5)]
+        card.fail()
+        for row in spool.next_batch(len(ids)):
+            spool.set_aside(row, "too_large")
+        card.repair()
+        clock[0] += 10.0
+        spool.put("t/alarm", b"a", P.ALARM)  # recovers the disk, moves nothing
+        assert spool.state == "ok"
+        assert read_dead(path)[0] == []  # (the heartbeat's spool.dead counts them already)
+        seen = []
+        while len(seen) < 5 and (not seen or seen[-1] < len(ids)):
+            spool.recover()
+            seen.append(len(read_dead(path)[0]))
+        assert seen == [DEAD_MOVES, 2 * DEAD_MOVES, len(ids)]
+        assert [p for _, p in pending(spool)] == [b"a"]
+    finally:
+        spool.close()
+    rows, _ = read_dead(path)
+    assert sorted(r.row_id for r in rows) == ids
 
 
 def test_set_aside_takes_the_links_row(tmp_path: Path) -> None:
