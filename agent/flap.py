@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-__all__ = ["MAX_QUIET_S", "FlapFilter", "FlapGuard", "Told"]
+__all__ = ["MAX_QUIET_S", "FlapFilter", "FlapGuard", "Told", "show_told"]
 
 MAX_QUIET_S = 900.0  # at worst one episode per quarter of an hour per input, once it escalated
 
@@ -146,3 +146,8 @@ class FlapFilter:
             return []
         self.reported = self.state
         return [replace(self._latest, t=t)]
+
+
+def show_told(told: Told) -> str:
+    """``lost (why)``: how a ``flapping_cleared`` names the state of a source with reasons."""
+    return f"{told.ev} ({told.why})" if told.why else told.ev

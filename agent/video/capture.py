@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.config import CameraConfig
-from agent.flap import FlapFilter, FlapGuard, Told
+from agent.flap import FlapFilter, FlapGuard, Told, show_told
 from agent.video.motion import small_grey
 from agent.video.tamper import TamperDetector
 from agent.worker import Worker
@@ -172,7 +172,7 @@ class Capture(Worker):
         self._tamper_t = -1e18
         self._native_since: float | None = None  # inside open or read (native code) since
         self._up_since: float | None = None  # frames since (after the last restore)
-        self._flap = FlapFilter(FlapGuard(cam.flap_changes, cam.flap_window_s), "ok", _show)
+        self._flap = FlapFilter(FlapGuard(cam.flap_changes, cam.flap_window_s), "ok", show_told)
         self._told = threading.Lock()  # reports leave in the order the filter decided them
 
     def stuck_for(self, now: float) -> float:
@@ -356,7 +356,3 @@ class Capture(Worker):
                 log.warning("camera %s %s (%s)", self.cam.id, change, self._tamper.why)
                 self.report(change, self._tamper.why)
         return True
-
-
-def _show(told: Told) -> str:
-    return f"{told.ev} ({told.why})" if told.why else told.ev

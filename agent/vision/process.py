@@ -41,6 +41,7 @@ from typing import Any
 
 from agent.config import CameraConfig, DetectionConfig, LookoutConfig
 from agent.events import Event
+from agent.flap import FlapFilter, FlapGuard, Told, show_told
 from agent.lookout.registry import Lookouts
 from agent.outbox import EventSink
 from agent.vision.launch import ChildProcess, end_process, launch
@@ -120,6 +121,13 @@ class VisionProcess(Worker):
         self._ids: OrderedDict[str, str] = OrderedDict()
         self._tids = TrackIds((c.id for c in cameras), first_tids)
         self._crashed_cams: set[str] = set()
+        # Per camera, the crash-made lost/restored through a flap filter, as a capture's own
+        # changes are in the child: a child that keeps crashing is one episode, not a pair
+        # of events per restart.
+        self._flaps = {
+            c.id: FlapFilter(FlapGuard(c.flap_changes, c.flap_window_s), "ok", show_told)
+            for c in cameras
+        }
         self._dropped_before = 0  # dropped object events of earlier children
         self.restarts = 0
         self.priority: str | None = None  # "idle", a niceness, None: could not lower it
@@ -373,16 +381,33 @@ class VisionProcess(Worker):
         child.stuck = facts.stuck
         self._facts.update(facts.cameras)
         self._det = facts.detector
+        now = time.monotonic()
+        for cid, flap in self._flaps.items():
+            self._tell(cid, flap.tick(now))
         for cid in sorted(self._crashed_cams):
             if facts.cameras.get(cid, {}).get("state") == "ok":
                 self._crashed_cams.discard(cid)
                 self._camera("restored", cid, None)
 
     def _camera(self, kind: str, cid: str, why: str | None) -> None:
-        ev = self.sink.stamper.camera(ev=kind, cam=cid, why=why)
-        self.sink.emit(ev)
-        detail = {"why": why} if why else None
-        self.sink.state(f"camera-{cid}", "lost" if kind == "lost" else "ok", ev.ts, detail)
+        """``lost`` (its child ended) or ``restored`` (delivering again), unless it flaps."""
+        flap = self._flaps.get(cid)
+        if flap is None:  # a camera of an older config: no filter to keep
+            self._tell(cid, [Told(kind, why, time.monotonic())])
+            return
+        state = "lost" if kind == "lost" else "ok"
+        self._tell(cid, flap.change(state, Told(kind, why, time.monotonic())))
+
+    def _tell(self, cid: str, told: list[Told]) -> None:
+        for t in told:
+            ev = self.sink.stamper.camera(ev=t.ev, cam=cid, why=t.why)
+            self.sink.emit(ev)
+            if t.ev in ("lost", "restored"):
+                detail = {"why": t.why} if t.why else None
+                state = "lost" if t.ev == "lost" else "ok"
+                self.sink.state(f"camera-{cid}", state, ev.ts, detail)
+            else:
+                log.warning("vision: camera %s %s (its process restarts): %s", cid, t.ev, t.why)
 
     # ------------------------------------------------------------------ crashes
     def _child_ended(self, child: ChildProcess | None, why: str, delay: float) -> None:

@@ -457,3 +457,48 @@ def _wait_pid(vp: VisionProcess, not_pid: int | None = None, timeout: float = 60
             return pid
         time.sleep(0.1)
     raise AssertionError("no vision child came up")
+
+
+def test_a_child_that_keeps_crashing_makes_its_cameras_flap_once(tmp_path: Path) -> None:
+    """Each crash is a ``lost`` and each restart a ``restored`` (made by the parent, whose
+    filter outlives the children): a crash loop is one ``flapping`` episode, not a pair of
+    events per restart, however long it goes on."""
+    spool = Spool(tmp_path / "spool.db")
+    cam = camera().model_copy(update={"flap_changes": 4, "flap_window_s": 600.0, "rules": []})
+    outbox = Outbox(spool, TOPICS, EventStamper("pole-0001"))
+    vp = VisionProcess([cam], DetectionConfig(enabled=False), outbox, restart_min_s=0.2)
+
+    def camera_events() -> list[tuple[str, str | None]]:
+        rows = sorted(spool.next_batch(100_000), key=lambda r: r.id)
+        evs = [decode_event(r.payload) for r in rows if r.topic == TOPICS.event("camera")]
+        return [(e.ev, e.why) for e in evs if e.k == "camera"]
+
+    def wait(pred: Callable[[], bool], what: str) -> None:
+        end = time.monotonic() + 60
+        while not pred():
+            assert time.monotonic() < end, f"no {what}: {camera_events()}"
+            time.sleep(0.05)
+
+    vp.start()
+    try:
+        for crash in range(5):
+            wait(lambda: vp.facts()["cam-1"].get("state") == "ok", f"frames before crash {crash}")
+            wait(lambda: vp.pid is not None, "a child")
+            pid = vp.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            wait(lambda: vp.facts()["cam-1"].get("state") == "lost", f"lost {crash}")
+        wait(lambda: vp.facts()["cam-1"].get("state") == "ok", "frames after the last crash")
+        time.sleep(1.5)  # a facts round: a restored, had it been sent, would be here now
+        evs = camera_events()
+        assert evs[:4] == [
+            ("lost", "vision_crashed"),
+            ("restored", None),
+            ("lost", "vision_crashed"),
+            ("flapping", "4 changes in 600s"),
+        ], evs
+        assert len(evs) == 4, evs  # 10 changes in all; the other 6 not reported
+        assert vp.restarts == 5
+    finally:
+        vp.stop(5)
+        spool.close()
