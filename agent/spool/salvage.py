@@ -31,6 +31,7 @@ log = logging.getLogger("agent.spool")
 MAX_FAILED_PROBES = 20_000  # bounds the time spent on a badly damaged file
 TOP_ID = 2**62
 _COLS = "id, pri, topic, payload, retain, created, expires"
+_DEAD_COLS = "id, row_id, pri, topic, payload, retain, created, dead_at, reason"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +129,36 @@ def _copy(src: sqlite3.Connection, dst: sqlite3.Connection) -> tuple[set[int], _
     with contextlib.suppress(sqlite3.DatabaseError):
         counters = src.execute("SELECT name, value FROM counters").fetchall()
         dst.executemany("INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)", counters)
+    _copy_dead(src, dst)
     return kept, index, table
+
+
+def _copy_dead(src: sqlite3.Connection, dst: sqlite3.Connection) -> int:
+    """The dead-letter table's readable rows (what a technician reads with ``pole-agent spool
+    dead``), after the queue, bounded like the queue's walk; how many were kept."""
+    try:
+        src.execute("SELECT 1 FROM dead NOT INDEXED LIMIT 1").fetchall()
+    except sqlite3.DatabaseError:
+        return 0  # an older file without the table, or its root page is gone
+    sql = f"SELECT {_DEAD_COLS} FROM dead NOT INDEXED WHERE id BETWEEN ? AND ? ORDER BY id"  # noqa: S608
+    n = 0
+    dst.execute("BEGIN IMMEDIATE")
+    for r in _ranges(src, sql, 1, TOP_ID, _Walk()):
+        if _valid_dead(r):
+            dst.execute(f"INSERT INTO dead ({_DEAD_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", r)  # noqa: S608
+            n += 1
+    dst.execute("COMMIT")
+    return n
+
+
+def _valid_dead(r: tuple[Any, ...]) -> bool:
+    ints = (r[0], r[1], r[2], r[5], r[6], r[7])
+    return (
+        all(isinstance(v, int) for v in ints)
+        and isinstance(r[3], str)
+        and isinstance(r[4], bytes)
+        and isinstance(r[8], str)
+    )
 
 
 def _open_damaged(path: Path) -> sqlite3.Connection | None:

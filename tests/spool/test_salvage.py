@@ -13,6 +13,7 @@ import pytest
 from agent.events import EventStamper, Priority, Topics
 from agent.outbox import Outbox
 from agent.spool import SalvageReport, Spool
+from agent.spool.dead import read_dead
 from tests.spool.common import P, on_disk
 
 ROWS = 600
@@ -170,3 +171,28 @@ def test_a_file_damaged_while_open_degrades_then_salvages_and_emit_never_raises(
     assert bell.id.encode() in b"".join(r.payload for r in rows if r.priority == P.ALARM)
     assert spool.facts()["state"] == "ok"
     spool.close()
+
+
+def test_a_salvage_keeps_the_rows_set_aside(tmp_path: Path) -> None:
+    """The dead-letter table is what a technician reads with ``pole-agent spool dead``: a
+    salvage of a damaged queue copies its readable rows too."""
+    path = tmp_path / "s.db"
+    spool = Spool(path)
+    for i in range(3):  # first, so that their pages are not the garbled middle ones
+        rowid = spool.put(f"t/dead{i}", f"too big {i}".encode(), P.RULE)
+        row = next(r for r in spool.next_batch(10) if r.id == rowid)
+        spool.set_aside(row, "too_large")
+    spool.close()
+    written = write_rows(path)
+    garble_middle(path)
+    assert 0 < len(readable(path, sorted(written))) < ROWS
+    spool = Spool(path)
+    try:
+        assert spool.take_salvage_report() is not None
+        assert spool.facts()["dead"] == 3
+    finally:
+        spool.close()
+    rows, _ = read_dead(path)
+    assert [(r.topic, r.size, r.reason) for r in rows] == [
+        (f"t/dead{i}", len(f"too big {i}"), "too_large") for i in range(3)
+    ]
