@@ -29,6 +29,7 @@ import fcntl
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -127,6 +128,19 @@ def test_a_silent_broker_is_a_heartbeat_fact_and_the_pole_moves_on(
             assert agent.stop() == 0
 
 
+def spooled_heartbeat(spool: Path, pred: Callable[[dict[str, Any]], bool]) -> None:
+    """Wait until the running agent's spool file holds a heartbeat for which ``pred`` holds
+    (read-only, beside the agent: the spool is in WAL mode)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.closing(sqlite3.connect(f"file:{spool}?mode=ro", uri=True)) as db:
+            rows = db.execute("SELECT payload FROM outbox WHERE topic LIKE '%/heartbeat'")
+            if any(pred(json.loads(payload)) for (payload,) in rows):
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"no such heartbeat in {spool} within 30 s")
+
+
 def test_a_broker_silent_for_a_while_is_a_link_fault_the_centre_gets_once_it_is_back(
     tmp_path: Path,
 ) -> None:
@@ -143,6 +157,9 @@ def test_a_broker_silent_for_a_while_is_a_link_fault_the_centre_gets_once_it_is_
         agent.press()  # pressed while no broker answers: kept in the spool
         # five attempts (or 30 s) without a connection: a fault, said where it can be
         agent.wait_for_output("link fault: no connection for", timeout=60)
+        # A heartbeat of the outage that says so is in the spool before the broker comes
+        # (else, on a loaded machine, the link could be back before the next heartbeat).
+        spooled_heartbeat(site.parent / "spool.db", lambda b: b["link"]["attempts"] >= 5)
     try:
         with LocalBroker(tmp_path / "late", port=port) as late:
             centre = Centre(late.port)
