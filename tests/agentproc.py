@@ -41,6 +41,10 @@ def write_site(
         "spool": {"path": str(folder / "spool.db")},
         "bell": {"simulator": {"socket": str(folder / "bell.sock")}},
         "health": {"heartbeat_s": 2},
+        # Niceness, not the default SCHED_IDLE: the suite runs on two workers, and an
+        # idle-class vision child starves behind the other worker's tests (the default is
+        # tested on its own, tests/vision/test_process.py).
+        "detection": {"process_priority": 10},
     }
     for key, value in (extra or {}).items():
         if isinstance(value, dict) and isinstance(site.get(key), dict):
