@@ -59,7 +59,8 @@ def main() -> None:
         camera = {"id": "cam1", "source": "sample", "loop": True, "fps": 5}
         site = write_site(
             folder / "unit", broker.port, cameras=[camera],
-            extra={"bell": {"policy": {"lockout_s": 0}}, "health": {"heartbeat_s": 10}},
+            extra={"bell": {"policy": {"lockout_s": 0}}, "health": {"heartbeat_s": 10},
+                   "detection": {"process_priority": "idle"}},  # the default, not the tests'
         )  # fmt: skip
         runner = Runner(site, notifier=Notifier({}))
         thread = threading.Thread(target=runner.run, name="runner", daemon=True)

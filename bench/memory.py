@@ -88,7 +88,9 @@ def agent_memory(
 ) -> tuple[dict[str, int], dict[str, int]]:
     """(agent, vision child) memory of a whole agent after ``settle`` seconds."""
     camera = {"id": "cam1", "source": "sample", "loop": True, "fps": 5}
-    site = write_site(folder, port, cameras=[camera], extra={"detection": detection})
+    # The default priority (the tests' site files lower the child by a niceness instead).
+    extra = {"detection": {"process_priority": "idle", **detection}}
+    site = write_site(folder, port, cameras=[camera], extra=extra)
     agent = AgentProcess(site)
     try:
         time.sleep(settle)

@@ -65,7 +65,11 @@ def run(minutes: float, press_every: float, restart_every: float, folder: Path) 
         folder / "unit",
         broker.port,
         cameras=[camera],
-        extra={"bell": {"policy": {"lockout_s": 0}}, "health": {"heartbeat_s": 10}},
+        extra={
+            "bell": {"policy": {"lockout_s": 0}},
+            "health": {"heartbeat_s": 10},
+            "detection": {"process_priority": "idle"},  # the default (tests use a niceness)
+        },
     )
     centre = Centre(broker.port, "pole/#")
     agent = AgentProcess(site)
