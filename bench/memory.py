@@ -97,6 +97,11 @@ def agent_memory(
         if agent.proc.poll() is not None:
             raise RuntimeError(f"agent exited: {agent.output()[-2000:]}")
         kids = children(agent.proc.pid)
+        if detection.get("isolation") == "thread":  # one process: vision is a thread of it
+            if kids:
+                raise RuntimeError(f"expected no vision child, found {kids}")
+            none = {"VmRSS": 0, "VmHWM": 0, "Pss": 0}
+            return status_kb(agent.proc.pid), {**none, "Distinct": distinct_kb([agent.proc.pid])}
         if len(kids) != 1:
             raise RuntimeError(f"expected one vision child, found {kids}")
         both = distinct_kb([agent.proc.pid, kids[0]])
@@ -149,6 +154,11 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=30, help="frames per speed round")
     ap.add_argument("--speed-rounds", type=int, default=6)
     ap.add_argument("--no-int8", action="store_true")
+    ap.add_argument(
+        "--thread",
+        action="store_true",
+        help="also the whole agent with vision in a thread (isolation: thread), one process",
+    )
     args = ap.parse_args()
 
     models = {"FP32": "default"}
@@ -173,6 +183,12 @@ def main() -> int:
                         rows.setdefault((model, mode), []).append(
                             agent_memory(folder, broker.port, det, args.settle)
                         )
+                    if args.thread:
+                        folder = Path(d) / f"{model}-thread-{r}"
+                        det = {"model": path, "memory": "balanced", "isolation": "thread"}
+                        rows.setdefault((model, "bal/thread"), []).append(
+                            agent_memory(folder, broker.port, det, args.settle)
+                        )
         finally:
             broker.stop()
 
@@ -195,7 +211,7 @@ def main() -> int:
     print(f"2. Detector speed, {args.frames} frames x {args.speed_rounds} alternating rounds")
     print("  model  memory     wall ms/frame  CPU ms/frame  wall vs fast  CPU vs fast")
     res = speed(models, args.frames, args.speed_rounds)
-    for (model, mode), (wall, cpu) in res.items():
+    for (model, mode), (wall, cpu) in res.items():  # (isolation does not change a Detector)
         fw, fc = res[(model, "fast")]
         print(
             f"  {model:5s}  {mode:9s} {wall:13.1f} {cpu:13.1f} {wall / fw:13.2f} {cpu / fc:12.2f}"
