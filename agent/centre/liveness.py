@@ -16,10 +16,15 @@ The rule, which the ingest's SQL (:mod:`agent.centre.ingest.store`) follows too 
 
 - every heartbeat proves life, from its arrival: a replayed one, an older one arriving late,
   one stamped by a clock that stepped back;
-- it becomes the pole's *last* heartbeat when it is of another boot, or of the same boot
-  with a higher ``seq`` (a reordered older one does not), so a clock that stepped back
-  does not freeze what counts as last;
-- a new boot forgets the period (it may run another config);
+- it becomes the pole's *last* heartbeat when it is of the same boot with a higher ``seq``
+  (a reordered older one does not), so a clock that stepped back does not freeze what
+  counts as last; or of another boot that is the pole's current one (the boot of its
+  birth, or of its first heartbeat) or, neither being that, stamped no earlier: an old
+  boot's heartbeats replayed after a reboot never displace the new boot's (a new boot's
+  heartbeat that arrives before its birth waits for it: it is proof of life meanwhile);
+- a new boot forgets the period (it may run another config): a birth of another boot, or
+  a heartbeat of another boot that becomes the last; an offline status does not (the pole
+  is only not judged until it is heard again);
 - the period is the shortest spacing of the stamps of a heartbeat and the last one it
   replaces, within one boot, of at least ``MIN_PERIOD_S`` (shorter, or backwards, is a
   clock step).
@@ -47,6 +52,8 @@ class _Pole:
     silent: bool = False
     boot: str | None = None  # of the last heartbeat
     seq: int | None = None  # of the last heartbeat
+    current: str | None = None  # the pole's current boot: of its birth, or first heartbeat
+    away: bool = False  # said offline: not judged until heard again
 
 
 class Liveness:
@@ -78,19 +85,32 @@ class Liveness:
         ``seq`` when known); True if the device was silent."""
         pole = self._poles.get(dev)
         if pole is None:
-            self._poles[dev] = _Pole(now, sent_ms, boot=boot, seq=seq)
+            self._poles[dev] = _Pole(now, sent_ms, boot=boot, seq=seq, current=boot)
             return False
-        if boot is not None and boot != pole.boot:
-            pole.boot, pole.seq, pole.sent_ms, pole.period_s = boot, seq, sent_ms, None
+        if boot is not None and pole.boot is not None and boot != pole.boot:
+            if _other_boot_is_newer(pole, boot, sent_ms):
+                pole.boot, pole.seq, pole.sent_ms, pole.period_s = boot, seq, sent_ms, None
         elif _newer(pole, sent_ms, seq):
             if sent_ms is not None and pole.sent_ms is not None:
                 gap = (sent_ms - pole.sent_ms) / 1000
                 if gap >= MIN_PERIOD_S and (pole.period_s is None or gap < pole.period_s):
                     pole.period_s = gap
             pole.sent_ms, pole.seq = sent_ms, seq
+            pole.boot = pole.boot if boot is None else boot
         back = pole.silent
-        pole.last, pole.silent = max(pole.last, now), False
+        pole.last, pole.silent, pole.away = max(pole.last, now), False, False
         return back
+
+    def born(self, dev: str, boot: str, now: float) -> None:
+        """``dev`` said it is online (its birth, ``boot``): proof of life, and its current
+        boot; another boot than before forgets the period."""
+        pole = self._poles.get(dev)
+        if pole is None:
+            self._poles[dev] = _Pole(now, current=boot)
+            return
+        if boot != pole.current:
+            pole.current, pole.period_s = boot, None
+        pole.last, pole.silent, pole.away = max(pole.last, now), False, False
 
     def period(self, dev: str) -> float | None:
         """``dev``'s learnt heartbeat period; None until two heartbeats of a boot were seen."""
@@ -98,8 +118,11 @@ class Liveness:
         return None if pole is None else pole.period_s
 
     def forget(self, dev: str) -> None:
-        """``dev`` said it is offline (clean stop or will): no silent judgement until it is back."""
-        self._poles.pop(dev, None)
+        """``dev`` said it is offline (clean stop or will): no silent judgement until it is
+        heard again (what was learnt of it is kept)."""
+        pole = self._poles.get(dev)
+        if pole is not None:
+            pole.away, pole.silent = True, False
 
     def limit(self, dev: str) -> float:
         """Seconds without a heartbeat after which ``dev`` is silent."""
@@ -110,15 +133,15 @@ class Liveness:
         return FACTOR * period
 
     def age(self, dev: str, now: float) -> float | None:
-        """Seconds since ``dev``'s last heartbeat; None when none was seen."""
+        """Seconds since ``dev``'s last heartbeat; None when none was seen, or it said offline."""
         pole = self._poles.get(dev)
-        return None if pole is None else now - pole.last
+        return None if pole is None or pole.away else now - pole.last
 
     def silent(self, now: float) -> list[str]:
         """Devices that became silent since the last call, each reported once."""
         found = []
         for dev, pole in self._poles.items():
-            if not pole.silent and now - pole.last > self.limit(dev):
+            if not pole.silent and not pole.away and now - pole.last > self.limit(dev):
                 pole.silent = True
                 found.append(dev)
         return sorted(found)
@@ -134,3 +157,13 @@ def _newer(pole: _Pole, sent_ms: int | None, seq: int | None) -> bool:
     if seq is not None and pole.seq is not None:
         return seq > pole.seq
     return sent_ms is not None and (pole.sent_ms is None or sent_ms > pole.sent_ms)
+
+
+def _other_boot_is_newer(pole: _Pole, boot: str, sent_ms: int | None) -> bool:
+    """Does a heartbeat of ``boot`` (not the last one's) become the last?  When it is of the
+    pole's current boot, or, the last one not being of that either, stamped no earlier."""
+    if boot == pole.current:
+        return True
+    if pole.boot == pole.current:
+        return False
+    return sent_ms is not None and (pole.sent_ms is None or sent_ms >= pole.sent_ms)

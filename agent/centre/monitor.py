@@ -78,6 +78,8 @@ class MonitorView:
         self.online[msg.dev] = msg.state == "online"
         if msg.state == "offline":
             self.liveness.forget(msg.dev)  # it said goodbye (or its will did): not silent
+        else:
+            self.liveness.born(msg.dev, msg.boot, self.clock())  # its current boot
         if msg.state == "online":
             where = " ".join(x for x in (msg.pole, msg.place, msg.addr) if x)
             return [self._paint(f"{msg.dev} ONLINE  v{msg.ver} boot {msg.boot} {where}", "32")]

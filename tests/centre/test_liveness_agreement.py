@@ -16,14 +16,14 @@ import pytest
 
 psycopg = pytest.importorskip("psycopg")
 
-from agent.centre.ingest.records import EventRecord, parse  # noqa: E402
+from agent.centre.ingest.records import EventRecord, StatusRecord, parse  # noqa: E402
 from agent.centre.ingest.store import Store  # noqa: E402
 from agent.centre.liveness import Liveness  # noqa: E402
-from agent.events import EventStamper, HealthEvent, encode  # noqa: E402
+from agent.events import EventStamper, HealthEvent, StatusMessage, encode  # noqa: E402
 
 T0 = 1_790_000_000_000  # ms
 
-# (boot, seq, ts offset in ms, the period the rule gives after it)
+# (boot, seq, ts offset in ms, the period the rule gives after it); seq 0: a birth
 SEQUENCE: list[tuple[str, int, int, float | None]] = [
     ("b1", 1, 0, None),  # one heartbeat: nothing learnt
     ("b1", 5, 30_000, 30.0),
@@ -34,8 +34,25 @@ SEQUENCE: list[tuple[str, int, int, float | None]] = [
     ("b1", 18, 70_000, 20.0),  # ... but it is the last one now, so learning goes on
     ("b1", 19, 70_400, 20.0),  # 0.4 s: shorter than any period (a clock step)
     ("b1", 22, 80_400, 10.0),
-    ("b2", 1, 100_000, None),  # a new boot may run another config: learnt again
+    ("b2", 0, 0, None),  # a new boot (its birth) may run another config: learnt again
+    ("b2", 1, 100_000, None),
     ("b2", 3, 160_000, 60.0),
+]
+
+# A reboot with a backlog: the old boot's heartbeats replayed after the new boot's.
+REBOOT: list[tuple[str, int, int, float | None]] = [
+    ("b1", 1, 0, None),
+    ("b1", 5, 30_000, 30.0),
+    ("b2", 0, 0, None),  # the birth of b2: its current boot, the period forgotten
+    ("b2", 2, 40_000, None),
+    ("b1", 9, 35_000, None),  # b1's backlog: proof of life, never the last one again
+    ("b2", 4, 50_000, 10.0),
+    ("b1", 10, 38_000, 10.0),
+    ("b3", 1, 45_000, 10.0),  # a heartbeat of b3 before its birth: b2 is current
+    ("b3", 0, 0, None),  # b3's birth
+    ("b3", 3, 47_000, None),  # its clock is behind b2's: b3 is current all the same
+    ("b3", 5, 57_000, 10.0),
+    ("b2", 6, 60_000, 10.0),  # b2's backlog, stamped later: not the current boot
 ]
 
 
@@ -61,28 +78,66 @@ def pole_row(db: str, dev: str) -> dict[str, Any]:
     return {"period": period, "heard": heard, "seq": seq, "boot": boot}
 
 
-def test_the_monitor_and_the_ingest_learn_the_same_period_step_by_step(db: str) -> None:
-    st = EventStamper("p1")
+def birth(dev: str, boot: str) -> StatusRecord:
+    msg = StatusMessage(dev=dev, state="online", why="birth", boot=boot, ts=T0, ver="0.1")
+    rec = parse("pole", f"pole/s1/{dev}/status", encode(msg))
+    assert isinstance(rec, StatusRecord), rec
+    return rec
+
+
+def run_both(db: str, dev: str, steps: list[tuple[str, int, int, float | None]]) -> None:
+    """Each step to the monitor's rule and to the ingest; the same period after each."""
+    st = EventStamper(dev)
     live = Liveness()
     store = Store(db)
     try:
         heard_before = None
-        for i, (boot, seq, dt, want) in enumerate(SEQUENCE):
-            event = beat(st, boot, seq, dt)
-            live.update("p1", now=float(i), sent_ms=event.ts, boot=event.boot, seq=event.seq)
-            store.write([record(event)])
-            row = pole_row(db, "p1")
+        last: tuple[str, int] | None = None
+        for i, (boot, seq, dt, want) in enumerate(steps):
             step = f"step {i} ({boot}, seq {seq})"
-            assert live.period("p1") == want, step
+            if seq == 0:
+                live.born(dev, boot, now=float(i))
+                store.write([birth(dev, boot)])
+            else:
+                event = beat(st, boot, seq, dt)
+                live.update(dev, now=float(i), sent_ms=event.ts, boot=event.boot, seq=event.seq)
+                store.write([record(event)])
+            row = pole_row(db, dev)
+            assert live.period(dev) == want, step
             assert row["period"] == pytest.approx(want) if want else row["period"] is None, step
             # Every heartbeat proves life in the ingest too (the age counts from heard_at).
             assert heard_before is None or row["heard"] > heard_before, step
             heard_before = row["heard"]
+            if seq and (last is None or _replaces(steps, i, last)):
+                last = (boot, seq)
+            if last is not None:
+                assert (row["boot"], row["seq"]) == last, step
             time.sleep(0.002)  # heard_at is now(): distinct per write
-        # The stored heartbeat is the last by boot and seq, not the latest stamp.
-        assert (pole_row(db, "p1")["boot"], pole_row(db, "p1")["seq"]) == ("b2", 3)
     finally:
         store.close()
+
+
+def _replaces(
+    steps: list[tuple[str, int, int, float | None]], i: int, last: tuple[str, int]
+) -> bool:
+    """The rule, spelt out for the test: does heartbeat ``i`` become the stored one?"""
+    boot, seq, dt, _ = steps[i]
+    births = [b for b, s, _, _ in steps[:i] if s == 0]
+    current = births[-1] if births else steps[0][0]
+    if boot == last[0]:
+        return seq > last[1]
+    if boot == current:
+        return True
+    stamp = next(d for b, s, d, _ in steps if (b, s) == last)
+    return last[0] != current and dt >= stamp
+
+
+def test_the_monitor_and_the_ingest_learn_the_same_period_step_by_step(db: str) -> None:
+    run_both(db, "p1", SEQUENCE)
+
+
+def test_a_reboot_with_a_backlog_keeps_the_new_boot_as_the_last(db: str) -> None:
+    run_both(db, "p3", REBOOT)
 
 
 def test_a_burst_in_one_write_teaches_what_it_teaches_one_by_one(db: str) -> None:

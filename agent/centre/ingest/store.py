@@ -67,8 +67,10 @@ WHERE p.status_at IS NULL OR p.status_at <= EXCLUDED.status_at
 # A heartbeat is proof of life: heard_at (its arrival, the centre's clock) is what the
 # sweeper's silent judgement ages, and a pole judged silent is online again; a replayed or
 # late one, or one stamped by a clock that stepped back, too.  It becomes the stored (last)
-# heartbeat when it is of another boot or of the same boot with a higher seq; the period is
-# learnt from the stamps of a heartbeat and the last one it replaces, within one boot, at
+# heartbeat when it is of the same boot with a higher seq, or of another boot that is the
+# pole's current one (its birth's, p.boot) or, neither being that, stamped no earlier: an
+# old boot's heartbeats replayed after a reboot never displace the new boot's.  The period
+# is learnt from the stamps of a heartbeat and the last one it replaces, within one boot, at
 # least MIN_PERIOD_S (shorter, or backwards, is a clock step); a new boot forgets it.  The
 # rule of agent.centre.liveness, held to it by tests/centre/test_liveness_agreement.py.
 _HEARTBEAT = """
@@ -77,15 +79,27 @@ INSERT INTO poles AS p (dev, site, boot, status, status_why, status_at, heartbea
 VALUES (%(dev)s, %(site)s, %(boot)s, 'online', 'heard', %(at)s, %(hb)s, %(at)s, now(), now())
 ON CONFLICT (dev) DO UPDATE SET
     last_seen = now(), heard_at = now(),
-    heartbeat = CASE WHEN p.heartbeat IS NULL OR p.heartbeat->>'boot' IS DISTINCT FROM %(boot)s
-                          OR (p.heartbeat->>'seq')::bigint < %(seq)s
-                     THEN EXCLUDED.heartbeat ELSE p.heartbeat END,
-    heartbeat_at = CASE WHEN p.heartbeat IS NULL OR p.heartbeat->>'boot' IS DISTINCT FROM %(boot)s
-                             OR (p.heartbeat->>'seq')::bigint < %(seq)s
-                        THEN EXCLUDED.heartbeat_at ELSE p.heartbeat_at END,
+    heartbeat = CASE
+        WHEN p.heartbeat IS NULL
+          OR (p.heartbeat->>'boot' = %(boot)s AND (p.heartbeat->>'seq')::bigint < %(seq)s)
+          OR (p.heartbeat->>'boot' <> %(boot)s
+              AND (p.boot = %(boot)s OR (p.heartbeat->>'boot' IS DISTINCT FROM p.boot
+                                         AND EXCLUDED.heartbeat_at >= p.heartbeat_at)))
+        THEN EXCLUDED.heartbeat ELSE p.heartbeat END,
+    heartbeat_at = CASE
+        WHEN p.heartbeat IS NULL
+          OR (p.heartbeat->>'boot' = %(boot)s AND (p.heartbeat->>'seq')::bigint < %(seq)s)
+          OR (p.heartbeat->>'boot' <> %(boot)s
+              AND (p.boot = %(boot)s OR (p.heartbeat->>'boot' IS DISTINCT FROM p.boot
+                                         AND EXCLUDED.heartbeat_at >= p.heartbeat_at)))
+        THEN EXCLUDED.heartbeat_at ELSE p.heartbeat_at END,
     heartbeat_period_s = CASE
-        WHEN p.heartbeat->>'boot' IS DISTINCT FROM %(boot)s THEN NULL
-        WHEN (p.heartbeat->>'seq')::bigint < %(seq)s
+        WHEN p.heartbeat IS NULL THEN p.heartbeat_period_s
+        WHEN p.heartbeat->>'boot' <> %(boot)s
+             AND (p.boot = %(boot)s OR (p.heartbeat->>'boot' IS DISTINCT FROM p.boot
+                                        AND EXCLUDED.heartbeat_at >= p.heartbeat_at))
+        THEN NULL
+        WHEN p.heartbeat->>'boot' = %(boot)s AND (p.heartbeat->>'seq')::bigint < %(seq)s
              AND extract(epoch FROM EXCLUDED.heartbeat_at - p.heartbeat_at) >= %(min_s)s
              AND (p.heartbeat_period_s IS NULL
                   OR extract(epoch FROM EXCLUDED.heartbeat_at - p.heartbeat_at)
@@ -201,7 +215,8 @@ class Store:
         with conn.cursor() as cur:
             if beats:
                 # Each one in turn (a replay burst's spacings teach the period, as they do
-                # the monitor), poles in a fixed order (two workers never deadlock).
+                # the monitor), poles in a fixed order (fewer lock waits between workers; a
+                # deadlock that still happens is retried by the worker).
                 order = sorted(beats.values(), key=lambda r: r.event.dev)  # stable: arrival
                 cur.executemany(_HEARTBEAT, [self._beat(r) for r in order])
             heard = {r.event.dev for r in beats.values()}
