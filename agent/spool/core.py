@@ -455,6 +455,8 @@ class Spool:
             if self.state != "ok":
                 self._retry_at = 0.0
                 self._maybe_recover()
+            while self._dead.pending and self.state == "ok":  # the bell has stopped by now
+                self._move_dead()
             if len(self._mem):
                 log.error(
                     "spool %s closed with %d alarm(s) only in memory: they are lost",

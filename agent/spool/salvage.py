@@ -32,6 +32,10 @@ MAX_FAILED_PROBES = 20_000  # bounds the time spent on a badly damaged file
 TOP_ID = 2**62
 _COLS = "id, pri, topic, payload, retain, created, expires"
 _DEAD_COLS = "id, row_id, pri, topic, payload, retain, created, dead_at, reason"
+_DEAD_INSERT = (
+    "INSERT OR IGNORE INTO dead (id, row_id, pri, topic, payload, retain, created, dead_at,"
+    " reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,10 +147,17 @@ def _copy_dead(src: sqlite3.Connection, dst: sqlite3.Connection) -> int:
     sql = f"SELECT {_DEAD_COLS} FROM dead NOT INDEXED WHERE id BETWEEN ? AND ? ORDER BY id"  # noqa: S608
     n = 0
     dst.execute("BEGIN IMMEDIATE")
-    for r in _ranges(src, sql, 1, TOP_ID, _Walk()):
-        if _valid_dead(r):
-            dst.execute(f"INSERT INTO dead ({_DEAD_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", r)  # noqa: S608
-            n += 1
+    try:
+        for r in _ranges(src, sql, 1, TOP_ID, _Walk()):
+            # OR IGNORE: a garbled b-tree may hand out an id twice (the queue's copy checks
+            # ``kept`` for the same reason)
+            if _valid_dead(r):
+                dst.execute(_DEAD_INSERT, r)
+                n += 1
+    except sqlite3.DatabaseError as exc:  # best effort: never worth the queue's salvage
+        dst.execute("ROLLBACK")
+        log.warning("spool salvage: the dead-letter table could not be copied: %s", exc)
+        return 0
     dst.execute("COMMIT")
     return n
 

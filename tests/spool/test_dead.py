@@ -186,6 +186,22 @@ def test_moves_left_waiting_by_a_long_refusal_are_made_a_few_per_call(card: Loop
     assert sorted(r.row_id for r in rows) == ids
 
 
+def test_moves_still_waiting_at_close_are_made_then(card: LoopExt4) -> None:
+    clock = [0.0]
+    path = card.mnt / "spool.db"
+    spool = Spool(path, mono=lambda: clock[0])
+    ids = [spool.put("t/big", b"x" * 100, P.RULE) for _ in range(DEAD_MOVES + 3)]
+    card.fail()
+    for row in spool.next_batch(len(ids)):
+        spool.set_aside(row, "too_large")
+    card.repair()
+    clock[0] += 10.0
+    spool.close()  # the disk takes writes again: every waiting move is made before closing
+    rows, _ = read_dead(path)
+    assert sorted(r.row_id for r in rows) == ids
+    assert on_disk(path) == []
+
+
 def test_set_aside_takes_the_links_row(tmp_path: Path) -> None:
     """The link hands over the row it holds (a SpoolRow): the hook's signature."""
     spool = Spool(tmp_path / "spool.db")
