@@ -169,6 +169,9 @@ def replace_stage(name: str, before: Any, after: Any) -> None:
         except Exception:
             log.exception("reload: the old %s did not stop cleanly", name)
     if after is not None:
+        carry_on = getattr(after, "carry_on_from", None)
+        if before is not None and callable(carry_on):
+            carry_on(before)  # what the predecessor told the centre (vision's crash states)
         after.start()
 
 

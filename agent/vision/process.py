@@ -158,6 +158,18 @@ class VisionProcess(Worker):
     def threads(self) -> list[threading.Thread]:
         return super().threads() + self._tx.threads()
 
+    def carry_on_from(self, before: object) -> None:
+        """A reload's successor takes over, for each camera it still watches, what its
+        predecessor told the centre of crashes: the flap filters, and the cameras reported
+        lost, whose ``restored`` is then still said.  Called with the predecessor stopped,
+        before :meth:`start`."""
+        if not isinstance(before, VisionProcess):
+            return
+        for cid in self._flaps:
+            if cid in before._flaps:
+                self._flaps[cid] = before._flaps[cid]
+        self._crashed_cams |= {cid for cid in before._crashed_cams if cid in self._flaps}
+
     def facts(self) -> dict[str, Any]:
         """Per camera, as the child last reported them (or lost while it is down)."""
         return {cid: dict(f) for cid, f in self._facts.items()}
@@ -391,15 +403,13 @@ class VisionProcess(Worker):
 
     def _camera(self, kind: str, cid: str, why: str | None) -> None:
         """``lost`` (its child ended) or ``restored`` (delivering again), unless it flaps."""
-        flap = self._flaps.get(cid)
-        if flap is None:  # a camera of an older config: no filter to keep
-            self._tell(cid, [Told(kind, why, time.monotonic())])
-            return
         state = "lost" if kind == "lost" else "ok"
-        self._tell(cid, flap.change(state, Told(kind, why, time.monotonic())))
+        self._tell(cid, self._flaps[cid].change(state, Told(kind, why, time.monotonic())))
 
     def _tell(self, cid: str, told: list[Told]) -> None:
         for t in told:
+            if t.ev == "restored" and self._facts.get(cid, {}).get("state") != "ok":
+                continue  # an episode's end: the child's own report of the camera stands
             ev = self.sink.stamper.camera(ev=t.ev, cam=cid, why=t.why)
             self.sink.emit(ev)
             if t.ev in ("lost", "restored"):
