@@ -85,7 +85,9 @@ class FaultWatch:
         """``part`` is now in ``state``; ``told`` is what says so, sent unless it flaps."""
         f = self._parts.get(part)
         if f is None:
-            f = self._parts[part] = FlapFilter(FlapGuard(FLAP_CHANGES, FLAP_WINDOW_S), "ok")
+            show = _on_broker if part == "broker" else None
+            guard = FlapGuard(FLAP_CHANGES, FLAP_WINDOW_S)
+            f = self._parts[part] = FlapFilter(guard, "ok", show)
         self._tell(part, f.change(state, told))
 
     def _tell(self, part: str, told: list[Told]) -> None:
@@ -211,6 +213,12 @@ class FaultWatch:
             why = f"{dropped - self._log_dropped} log lines dropped: the journal did not keep up"
             self.say("notice", "log", why, {"dropped": dropped})
             self._log_dropped, self._log_said = dropped, now
+
+
+def _on_broker(told: Told) -> str:
+    """How a failover episode's end names where the link is: ``on host:port``."""
+    broker = (told.data or {}).get("broker")
+    return f"on {broker}" if broker else told.ev
 
 
 def _long(facts: dict[str, Any]) -> bool:

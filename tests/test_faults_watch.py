@@ -177,4 +177,7 @@ def test_failovers_that_flap_are_told_apart_from_a_link_that_flaps(tmp_path: Pat
     assert (what, why) == ("link", "failovers between brokers: 6 changes in 600s")
     rows = [json.loads(r.payload) for r in spool.next_batch(1000)]
     assert rows[5]["data"] == {"of": "broker"}
+    w.check(link("connected", None, 0, broker="b1:1883", failovers=8), now=30.0 * 7 + 601)
+    _, _, why = system_events(spool, topics)[6]
+    assert why == "failovers between brokers: 3 changes not reported; now on b1:1883"
     spool.close()
