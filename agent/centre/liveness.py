@@ -117,12 +117,16 @@ class Liveness:
         pole = self._poles.get(dev)
         return None if pole is None else pole.period_s
 
-    def forget(self, dev: str) -> None:
-        """``dev`` said it is offline (clean stop or will): no silent judgement until it is
-        heard again (what was learnt of it is kept)."""
+    def forget(self, dev: str, boot: str | None = None, now: float = 0.0) -> None:
+        """``dev`` said it is offline (clean stop or will, of ``boot``): no silent judgement
+        until it is heard again (what was learnt of it is kept; a pole first known by its
+        offline status has that boot as its current one)."""
         pole = self._poles.get(dev)
-        if pole is not None:
-            pole.away, pole.silent = True, False
+        if pole is None:
+            if boot is not None:
+                self._poles[dev] = _Pole(now, current=boot, away=True)
+            return
+        pole.away, pole.silent = True, False
 
     def limit(self, dev: str) -> float:
         """Seconds without a heartbeat after which ``dev`` is silent."""

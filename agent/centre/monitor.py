@@ -77,7 +77,8 @@ class MonitorView:
             return [self._paint(f"INVALID status: {_first_error(exc)}", "33")]
         self.online[msg.dev] = msg.state == "online"
         if msg.state == "offline":
-            self.liveness.forget(msg.dev)  # it said goodbye (or its will did): not silent
+            # it said goodbye (or its will did): not silent
+            self.liveness.forget(msg.dev, msg.boot, self.clock())
         else:
             self.liveness.born(msg.dev, msg.boot, self.clock())  # its current boot
         if msg.state == "online":

@@ -49,10 +49,19 @@ REBOOT: list[tuple[str, int, int, float | None]] = [
     ("b2", 4, 50_000, 10.0),
     ("b1", 10, 38_000, 10.0),
     ("b3", 1, 45_000, 10.0),  # a heartbeat of b3 before its birth: b2 is current
-    ("b3", 0, 0, None),  # b3's birth
+    ("b3", 0, -60_000, None),  # b3's birth, stamped before b2's (its clock is behind)
     ("b3", 3, 47_000, None),  # its clock is behind b2's: b3 is current all the same
     ("b3", 5, 57_000, 10.0),
     ("b2", 6, 60_000, 10.0),  # b2's backlog, stamped later: not the current boot
+]
+
+
+# A pole first heard of by its offline status (a will of boot b1), then b2, then b1 again.
+OFFLINE_FIRST: list[tuple[str, int, int, float | None]] = [
+    ("b1", -1, 0, None),  # seq -1: an offline status
+    ("b2", 3, 10_000, None),
+    ("b1", 7, 20_000, None),  # b1 is the current boot (the only one it said): the last
+    ("b1", 9, 35_000, 15.0),
 ]
 
 
@@ -78,8 +87,9 @@ def pole_row(db: str, dev: str) -> dict[str, Any]:
     return {"period": period, "heard": heard, "seq": seq, "boot": boot}
 
 
-def birth(dev: str, boot: str) -> StatusRecord:
-    msg = StatusMessage(dev=dev, state="online", why="birth", boot=boot, ts=T0, ver="0.1")
+def status(dev: str, boot: str, dt_ms: int, online: bool = True) -> StatusRecord:
+    state, why = ("online", "birth") if online else ("offline", "lost")
+    msg = StatusMessage(dev=dev, state=state, why=why, boot=boot, ts=T0 + dt_ms, ver="0.1")
     rec = parse("pole", f"pole/s1/{dev}/status", encode(msg))
     assert isinstance(rec, StatusRecord), rec
     return rec
@@ -97,7 +107,10 @@ def run_both(db: str, dev: str, steps: list[tuple[str, int, int, float | None]])
             step = f"step {i} ({boot}, seq {seq})"
             if seq == 0:
                 live.born(dev, boot, now=float(i))
-                store.write([birth(dev, boot)])
+                store.write([status(dev, boot, dt)])
+            elif seq == -1:
+                live.forget(dev, boot, now=float(i))
+                store.write([status(dev, boot, dt, online=False)])
             else:
                 event = beat(st, boot, seq, dt)
                 live.update(dev, now=float(i), sent_ms=event.ts, boot=event.boot, seq=event.seq)
@@ -108,7 +121,7 @@ def run_both(db: str, dev: str, steps: list[tuple[str, int, int, float | None]])
             # Every heartbeat proves life in the ingest too (the age counts from heard_at).
             assert heard_before is None or row["heard"] > heard_before, step
             heard_before = row["heard"]
-            if seq and (last is None or _replaces(steps, i, last)):
+            if seq > 0 and (last is None or _replaces(steps, i, last)):
                 last = (boot, seq)
             if last is not None:
                 assert (row["boot"], row["seq"]) == last, step
@@ -123,7 +136,7 @@ def _replaces(
     """The rule, spelt out for the test: does heartbeat ``i`` become the stored one?"""
     boot, seq, dt, _ = steps[i]
     births = [b for b, s, _, _ in steps[:i] if s == 0]
-    current = births[-1] if births else steps[0][0]
+    current = births[-1] if births else steps[0][0]  # or the boot it was first known by
     if boot == last[0]:
         return seq > last[1]
     if boot == current:
@@ -138,6 +151,30 @@ def test_the_monitor_and_the_ingest_learn_the_same_period_step_by_step(db: str) 
 
 def test_a_reboot_with_a_backlog_keeps_the_new_boot_as_the_last(db: str) -> None:
     run_both(db, "p3", REBOOT)
+
+
+def test_a_pole_first_known_by_its_offline_status(db: str) -> None:
+    run_both(db, "p4", OFFLINE_FIRST)
+
+
+def test_a_batch_with_a_birth_in_it_is_taken_in_arrival_order(db: str) -> None:
+    st = EventStamper("p5")
+    live = Liveness()
+    store = Store(db)
+    try:
+        a1, a5, b2 = beat(st, "b1", 1, 0), beat(st, "b1", 5, 30_000), beat(st, "b2", 2, 40_000)
+        store.write([record(a1), record(a5)])
+        store.write([record(b2), status("p5", "b2", 38_000)])  # b2's heartbeat, then its birth
+        for i, e in enumerate((a1, a5, b2)):
+            live.update("p5", now=float(i), sent_ms=e.ts, boot=e.boot, seq=e.seq)
+        live.born("p5", "b2", now=3.0)
+        row = pole_row(db, "p5")
+        # Before its birth, b2's heartbeat was not the last: b1's stays; the birth then
+        # forgets b1's period.  Both sides, whatever the batching.
+        assert live.period("p5") is None
+        assert (row["period"], row["boot"], row["seq"]) == (None, "b1", 5)
+    finally:
+        store.close()
 
 
 def test_a_burst_in_one_write_teaches_what_it_teaches_one_by_one(db: str) -> None:

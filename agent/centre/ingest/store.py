@@ -39,7 +39,10 @@ RETURNING id
 """
 
 # A birth is proof of life too (the age of a pole back from a will counts from it); a new
-# boot may run a new config, so its heartbeat period is learnt again.
+# boot may run a new config, so its heartbeat period is learnt again.  A birth of another
+# boot is always taken (it names the pole's current boot, which decides which heartbeat is
+# the last): compared by stamps with status_at (which the sweeper sets by the centre's
+# clock), a pole whose clock is behind would have its new boot refused.
 _BIRTH = """
 INSERT INTO poles AS p (dev, site, pole, place, addr, lat, lon, boot, ver, cfg, broker, birth,
                         birth_at, status, status_why, status_at, last_seen, heard_at)
@@ -53,7 +56,8 @@ ON CONFLICT (dev) DO UPDATE SET
     status_at = EXCLUDED.status_at, last_seen = now(), heard_at = now(),
     heartbeat_period_s = CASE WHEN p.boot IS DISTINCT FROM EXCLUDED.boot THEN NULL
                               ELSE p.heartbeat_period_s END
-WHERE p.status_at IS NULL OR p.status_at <= EXCLUDED.status_at
+WHERE p.status_at IS NULL OR p.boot IS DISTINCT FROM EXCLUDED.boot
+   OR p.status_at <= EXCLUDED.status_at
 """
 
 _OFFLINE = """
@@ -195,13 +199,18 @@ class Store:
         events: dict[str, EventRecord] = {}
         offered = 0
         beats: dict[str, EventRecord] = {}  # every heartbeat once, in arrival order
+        heard: set[str] = set()
         for r in records:
             if isinstance(r, EventRecord):
                 offered += 1
                 events.setdefault(r.event.id, r)
-                if isinstance(r.event, ev.HealthEvent):
-                    beats.setdefault(r.event.id, r)
+                if isinstance(r.event, ev.HealthEvent) and r.event.id not in beats:
+                    beats[r.event.id] = r
             elif isinstance(r, StatusRecord):
+                # The heartbeats before it first: a birth names the current boot, which
+                # decides which of them is the last (as it does in the monitor).
+                heard |= self._beats(conn, list(beats.values()))
+                beats.clear()
                 conn.execute(_BIRTH if r.msg.state == "online" else _OFFLINE, _status_params(r))
             elif isinstance(r, StateRecord):
                 m = r.msg
@@ -212,18 +221,24 @@ class Store:
         new = self._events(conn, list(events.values()))
         self._alarms(conn, [r for r in events.values() if r.event.id in new])
         self._candidates(conn, [r for r in events.values() if r.event.id in new])
-        with conn.cursor() as cur:
-            if beats:
-                # Each one in turn (a replay burst's spacings teach the period, as they do
-                # the monitor), poles in a fixed order (fewer lock waits between workers; a
-                # deadlock that still happens is retried by the worker).
-                order = sorted(beats.values(), key=lambda r: r.event.dev)  # stable: arrival
-                cur.executemany(_HEARTBEAT, [self._beat(r) for r in order])
-            heard = {r.event.dev for r in beats.values()}
-            devs = sorted({r.event.dev for r in events.values()} - heard)
-            if devs:
-                cur.execute(_SEEN, (devs,))
+        heard |= self._beats(conn, list(beats.values()))
+        devs = sorted({r.event.dev for r in events.values()} - heard)
+        if devs:
+            conn.execute(_SEEN, (devs,))
         return Written(len(new), offered - len(new))
+
+    def _beats(
+        self, conn: psycopg.Connection[tuple[Any, ...]], beats: list[EventRecord]
+    ) -> set[str]:
+        """Apply heartbeats each in turn (a replay burst's spacings teach the period, as they
+        do the monitor), poles in a fixed order (fewer lock waits between workers; a deadlock
+        that still happens is retried by the worker); the poles heard."""
+        if not beats:
+            return set()
+        order = sorted(beats, key=lambda r: r.event.dev)  # stable: arrival order per pole
+        with conn.cursor() as cur:
+            cur.executemany(_HEARTBEAT, [self._beat(r) for r in order])
+        return {r.event.dev for r in beats}
 
     @staticmethod
     def _events(conn: psycopg.Connection[tuple[Any, ...]], recs: list[EventRecord]) -> set[str]:
