@@ -135,6 +135,11 @@ class FlapFilter:
     def deadline(self) -> float | None:
         return self.guard.deadline()
 
+    def withheld(self, state: str) -> None:
+        """The report just made was not sent: as far as the centre knows the source is still
+        ``state``, and it is that until its next change (which is then reported)."""
+        self.state = self.reported = state
+
     def _cleared(self, when: float) -> list[Told]:
         n = self.guard.clear(when)
         now = self._show(self._latest) if self._latest is not None else self.state

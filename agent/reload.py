@@ -163,15 +163,18 @@ def discard_bell(bell: object, running: object) -> None:
 
 def replace_stage(name: str, before: Any, after: Any) -> None:
     """Stop a stage and start its successor (either may be None)."""
+    stopped = False
     if before is not None:
         try:
-            before.stop(3.0)
+            stopped = before.stop(3.0) is not False
         except Exception:
             log.exception("reload: the old %s did not stop cleanly", name)
     if after is not None:
         carry_on = getattr(after, "carry_on_from", None)
-        if before is not None and callable(carry_on):
-            carry_on(before)  # what the predecessor told the centre (vision's crash states)
+        if stopped and callable(carry_on):
+            # what the predecessor told the centre (vision's crash states); only from one
+            # whose threads are done, as they would go on using it
+            carry_on(before)
         after.start()
 
 

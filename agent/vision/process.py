@@ -409,7 +409,12 @@ class VisionProcess(Worker):
     def _tell(self, cid: str, told: list[Told]) -> None:
         for t in told:
             if t.ev == "restored" and self._facts.get(cid, {}).get("state") != "ok":
-                continue  # an episode's end: the child's own report of the camera stands
+                # An episode's end while the camera is not delivering (the child says lost,
+                # or is starting): the centre still knows it lost, and is told restored when
+                # the facts say ok, as after any crash.
+                self._flaps[cid].withheld("lost")
+                self._crashed_cams.add(cid)
+                continue
             ev = self.sink.stamper.camera(ev=t.ev, cam=cid, why=t.why)
             self.sink.emit(ev)
             if t.ev in ("lost", "restored"):

@@ -556,6 +556,8 @@ def test_a_crash_episode_that_ends_while_the_camera_is_lost_does_not_say_restore
         assert s.camera_events()[4:] == [
             ("flapping_cleared", "1 changes not reported; now restored")
         ]  # and no "restored": the camera is lost, as the child said
+        s.facts("ok")  # delivering again: now the centre hears it
+        assert s.camera_events()[5:] == [("restored", None)]
     finally:
         s.close()
         spool.close()
