@@ -455,8 +455,13 @@ class Spool:
             if self.state != "ok":
                 self._retry_at = 0.0
                 self._maybe_recover()
-            while self._dead.pending and self.state == "ok":  # the bell has stopped by now
+            left = len(self._dead.pending)
+            while left and self.state == "ok":  # the bell has stopped by now
                 self._move_dead()
+                # a pass that moved nothing (a locked file): leave them to the next start
+                left, before = len(self._dead.pending), left
+                if left == before:
+                    break
             if len(self._mem):
                 log.error(
                     "spool %s closed with %d alarm(s) only in memory: they are lost",

@@ -155,7 +155,8 @@ def _copy_dead(src: sqlite3.Connection, dst: sqlite3.Connection) -> int:
                 dst.execute(_DEAD_INSERT, r)
                 n += 1
     except sqlite3.DatabaseError as exc:  # best effort: never worth the queue's salvage
-        dst.execute("ROLLBACK")
+        if dst.in_transaction:  # SQLite may have rolled back by itself (disk full, I/O)
+            dst.execute("ROLLBACK")
         log.warning("spool salvage: the dead-letter table could not be copied: %s", exc)
         return 0
     dst.execute("COMMIT")
