@@ -39,6 +39,7 @@ DEAD_WINDOW_S = 60.0
 FLAP_CHANGES = 6  # three faults that came and went...
 FLAP_WINDOW_S = 600.0  # ...within ten minutes: flapping, until ten quiet minutes
 LINK_DOWN_S = 30.0
+TAKEOVER_EVERY_S = 600.0  # at most one takeover notice per ten minutes
 LINK_ATTEMPTS = 5
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class FaultWatch:
         self._parts: dict[str, FlapFilter] = {}
         self._down: dict[str, Any] = {}  # the link's facts when it was last seen down
         self._failovers = 0
+        self._took_over = 0  # the link's took_over when last said
+        self._took_over_said = -math.inf
         self._log_dropped = 0
         self._log_said = -math.inf
         self._evicted: list[int] = []  # seqs of this boot dropped by the spool, not yet said
@@ -177,6 +180,7 @@ class FaultWatch:
         self._change("spool", state, told)
 
     def _check_link(self, facts: dict[str, Any], now: float) -> None:
+        self._check_takeover(facts, now)
         state = facts.get("state")
         if state == "connected":
             self._link_up(facts, now)
@@ -206,6 +210,18 @@ class FaultWatch:
             told = Told("notice", why, now, {"broker": broker, "from": was})
             self._change("broker", broker, told)
         self._failovers = failovers  # a reload's new link counts from 0 again
+
+    def _check_takeover(self, facts: dict[str, Any], now: float) -> None:
+        # Another unit with this client id (a cloned card) takes the session over and over:
+        # each takeover ends a connection that worked, so no attempt count ever makes it a
+        # link fault; it is a notice of its own, at most one per TAKEOVER_EVERY_S.
+        took = int(facts.get("took_over") or 0)
+        self._took_over = min(self._took_over, took)  # a reload's new link counts from 0
+        if took > self._took_over and now - self._took_over_said >= TAKEOVER_EVERY_S:
+            n, self._took_over, self._took_over_said = took - self._took_over, took, now
+            broker = facts.get("broker")
+            why = f"session taken over {n} time(s) at {broker}: another unit uses this client id?"
+            self.say("notice", "link", why, {"took_over": took, "broker": broker})
 
     def _check_log(self, now: float) -> None:
         dropped = logs.stats().get("dropped", 0)

@@ -181,3 +181,17 @@ def test_failovers_that_flap_are_told_apart_from_a_link_that_flaps(tmp_path: Pat
     _, _, why = system_events(spool, topics)[6]
     assert why == "failovers between brokers: 3 changes not reported; now on b1:1883"
     spool.close()
+
+
+def test_session_takeovers_are_a_notice_at_most_every_ten_minutes(tmp_path: Path) -> None:
+    w, spool, topics = watch(tmp_path)
+    for i in range(1, 4):  # taken over, connected again, taken over... (a cloned card)
+        w.check(link("connected", None, 0, took_over=i), now=30.0 * i)
+    w.check(link("connected", None, 0, took_over=5), now=30.0 * 4 + 600)
+    assert system_events(spool, topics) == [
+        ("notice", "link", "session taken over 1 time(s) at b1:1883: another unit uses this "
+         "client id?"),
+        ("notice", "link", "session taken over 4 time(s) at b1:1883: another unit uses this "
+         "client id?"),
+    ]  # fmt: skip
+    spool.close()

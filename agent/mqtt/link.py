@@ -393,8 +393,9 @@ class Link(Worker):
             "MQTT link: session taken over at %s: another unit uses client id %r?",
             *(self.broker, self.cfg.client_id or self.status.device.id),
         )
-        # Counted as a failed attempt (unlike a plain drop): the session is lost each time
-        # it is had, so repeated takeovers become a link fault the centre hears of.
+        # Counted as a failed attempt (unlike a plain drop: the session is lost each time it
+        # is had); the count restarts at each connection, so the fault watch says takeovers
+        # by ``took_over`` instead (agent.faults).
         self._failed("disconnected", "session_taken_over", detail, move=False, longest=True)
 
     def _on_publish(
