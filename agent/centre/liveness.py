@@ -110,7 +110,9 @@ class Liveness:
             return
         if boot != pole.current:
             pole.current, pole.period_s = boot, None
-        pole.last, pole.silent, pole.away = max(pole.last, now), False, False
+        # Not ``silent = False``: a pole judged silent is back when its heartbeats are (the
+        # monitor says so then); its birth says online in its own line.
+        pole.last, pole.away = max(pole.last, now), False
 
     def period(self, dev: str) -> float | None:
         """``dev``'s learnt heartbeat period; None until two heartbeats of a boot were seen."""
