@@ -83,33 +83,27 @@ INSERT INTO poles AS p (dev, site, boot, status, status_why, status_at, heartbea
 VALUES (%(dev)s, %(site)s, %(boot)s, 'online', 'heard', %(at)s, %(hb)s, %(at)s, now(), now())
 ON CONFLICT (dev) DO UPDATE SET
     last_seen = now(), heard_at = now(),
-    heartbeat = CASE
-        WHEN p.heartbeat IS NULL
-          OR (p.heartbeat->>'boot' = %(boot)s AND (p.heartbeat->>'seq')::bigint < %(seq)s)
-          OR (p.heartbeat->>'boot' <> %(boot)s
-              AND (p.boot = %(boot)s OR (p.heartbeat->>'boot' IS DISTINCT FROM p.boot
-                                         AND EXCLUDED.heartbeat_at >= p.heartbeat_at)))
-        THEN EXCLUDED.heartbeat ELSE p.heartbeat END,
-    heartbeat_at = CASE
-        WHEN p.heartbeat IS NULL
-          OR (p.heartbeat->>'boot' = %(boot)s AND (p.heartbeat->>'seq')::bigint < %(seq)s)
-          OR (p.heartbeat->>'boot' <> %(boot)s
-              AND (p.boot = %(boot)s OR (p.heartbeat->>'boot' IS DISTINCT FROM p.boot
-                                         AND EXCLUDED.heartbeat_at >= p.heartbeat_at)))
-        THEN EXCLUDED.heartbeat_at ELSE p.heartbeat_at END,
-    heartbeat_period_s = CASE
-        WHEN p.heartbeat IS NULL THEN p.heartbeat_period_s
-        WHEN p.heartbeat->>'boot' <> %(boot)s
-             AND (p.boot = %(boot)s OR (p.heartbeat->>'boot' IS DISTINCT FROM p.boot
-                                        AND EXCLUDED.heartbeat_at >= p.heartbeat_at))
-        THEN NULL
-        WHEN p.heartbeat->>'boot' = %(boot)s AND (p.heartbeat->>'seq')::bigint < %(seq)s
-             AND extract(epoch FROM EXCLUDED.heartbeat_at - p.heartbeat_at) >= %(min_s)s
-             AND (p.heartbeat_period_s IS NULL
-                  OR extract(epoch FROM EXCLUDED.heartbeat_at - p.heartbeat_at)
-                     < p.heartbeat_period_s)
-        THEN extract(epoch FROM EXCLUDED.heartbeat_at - p.heartbeat_at)::float8
-        ELSE p.heartbeat_period_s END,
+    -- the rule's two questions asked once, in c: is it the new last one; is it a new boot's
+    (heartbeat, heartbeat_at, heartbeat_period_s) = (
+        SELECT CASE WHEN c.last THEN EXCLUDED.heartbeat ELSE p.heartbeat END,
+               CASE WHEN c.last THEN EXCLUDED.heartbeat_at ELSE p.heartbeat_at END,
+               CASE WHEN p.heartbeat IS NULL OR NOT c.last THEN p.heartbeat_period_s
+                    WHEN c.other_boot THEN NULL
+                    WHEN c.gap >= %(min_s)s
+                         AND (p.heartbeat_period_s IS NULL OR c.gap < p.heartbeat_period_s)
+                    THEN c.gap
+                    ELSE p.heartbeat_period_s END
+        FROM (SELECT
+            p.heartbeat IS NULL
+              OR (p.heartbeat->>'boot' = %(boot)s AND (p.heartbeat->>'seq')::bigint < %(seq)s)
+              OR (p.heartbeat->>'boot' <> %(boot)s
+                  AND (p.boot = %(boot)s OR (p.heartbeat->>'boot' IS DISTINCT FROM p.boot
+                                             AND EXCLUDED.heartbeat_at >= p.heartbeat_at)))
+                AS last,
+            p.heartbeat->>'boot' <> %(boot)s AS other_boot,
+            extract(epoch FROM EXCLUDED.heartbeat_at - p.heartbeat_at)::float8 AS gap
+        ) AS c
+    ),
     status = CASE WHEN p.status_why = 'silent' THEN 'online' ELSE p.status END,
     status_why = CASE WHEN p.status_why = 'silent' THEN 'heard' ELSE p.status_why END
 """
