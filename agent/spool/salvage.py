@@ -137,15 +137,14 @@ def _copy(src: sqlite3.Connection, dst: sqlite3.Connection) -> tuple[set[int], _
     return kept, index, table
 
 
-def _copy_dead(src: sqlite3.Connection, dst: sqlite3.Connection) -> int:
+def _copy_dead(src: sqlite3.Connection, dst: sqlite3.Connection) -> None:
     """The dead-letter table's readable rows (what a technician reads with ``pole-agent spool
-    dead``), after the queue, bounded like the queue's walk; how many were kept."""
+    dead``), after the queue, bounded like the queue's walk; best effort."""
     try:
         src.execute("SELECT 1 FROM dead NOT INDEXED LIMIT 1").fetchall()
     except sqlite3.DatabaseError:
-        return 0  # an older file without the table, or its root page is gone
+        return  # an older file without the table, or its root page is gone
     sql = f"SELECT {_DEAD_COLS} FROM dead NOT INDEXED WHERE id BETWEEN ? AND ? ORDER BY id"  # noqa: S608
-    n = 0
     dst.execute("BEGIN IMMEDIATE")
     try:
         for r in _ranges(src, sql, 1, TOP_ID, _Walk()):
@@ -153,14 +152,12 @@ def _copy_dead(src: sqlite3.Connection, dst: sqlite3.Connection) -> int:
             # ``kept`` for the same reason)
             if _valid_dead(r):
                 dst.execute(_DEAD_INSERT, r)
-                n += 1
     except sqlite3.DatabaseError as exc:  # best effort: never worth the queue's salvage
         if dst.in_transaction:  # SQLite may have rolled back by itself (disk full, I/O)
             dst.execute("ROLLBACK")
         log.warning("spool salvage: the dead-letter table could not be copied: %s", exc)
-        return 0
+        return
     dst.execute("COMMIT")
-    return n
 
 
 def _valid_dead(r: tuple[Any, ...]) -> bool:
